@@ -1,0 +1,99 @@
+"""Training-time augmentation for speech and sounds.
+
+Waveform level (before preprocessing, so the model learns what real recordings look like):
+speed perturbation (which shifts tempo and pitch together), gain, additive noise at a random
+SNR, and quiet noise padded before and after the clip. Frame level: SpecAugment time and
+frequency masks. All randomness comes from the generator passed in, so a seeded run repeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .audio import resample
+from .preprocess import pad_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Augmentation settings (probabilities are per clip).
+
+    Attributes:
+        speeds: speed-perturbation factors drawn uniformly (1.0 keeps the clip).
+        gain_db: random gain in ±gain_db dB.
+        noise_p: probability of additive white noise, at an SNR drawn from ``snr_db``.
+        snr_db: (low, high) signal-to-noise ratio range in dB.
+        pad_p: probability of padding quiet noise (up to ``pad_seconds``) on each side.
+        pad_seconds: longest padding, in seconds.
+        time_masks: SpecAugment time masks per clip, each up to ``time_mask_frac`` of its frames.
+        time_mask_frac: longest time mask as a fraction of the clip's frames.
+        freq_masks: SpecAugment frequency masks per clip, each up to ``freq_mask_width`` bins.
+        freq_mask_width: widest frequency mask, in feature bins.
+    """
+
+    speeds: tuple[float, ...] = (0.9, 0.95, 1.0, 1.05, 1.1)
+    gain_db: float = 10.0
+    noise_p: float = 0.5
+    snr_db: tuple[float, float] = (10.0, 40.0)
+    pad_p: float = 0.5
+    pad_seconds: float = 0.5
+    time_masks: int = 2
+    time_mask_frac: float = 0.1
+    freq_masks: int = 2
+    freq_mask_width: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def waveforms(self, waves: list[Tensor], sample_rate: int, g: torch.Generator) -> list[Tensor]:
+        """Augment raw clips (N_i,) → (N_i',)."""
+        n = len(waves)
+        rand = torch.rand(n, 6, generator=g)
+        choice = torch.randint(len(self.speeds), (n,), generator=g)
+        out = list(waves)
+        for k, factor in enumerate(self.speeds):  # one batched resample per factor
+            idx = [i for i in range(n) if int(choice[i]) == k]
+            if factor == 1.0 or not idx:
+                continue
+            src = round(sample_rate * factor)
+            batch, lengths = pad_batch([out[i] for i in idx])
+            stretched = resample(batch, src, sample_rate)
+            new_lengths = (lengths * sample_rate + src - 1) // src
+            for j, i in enumerate(idx):
+                out[i] = stretched[j, : int(new_lengths[j])]
+        for i, w in enumerate(out):
+            rms = w.pow(2).mean().sqrt().clamp(min=1e-4)
+            if rand[i, 0] < self.pad_p:
+                pads = (rand[i, 1:3] * self.pad_seconds * sample_rate).long()
+                level = rms * 10 ** (-(30 + 20 * float(rand[i, 3])) / 20)
+                noise = torch.randn(int(pads[0]) + w.numel() + int(pads[1]), generator=g) * level
+                noise[int(pads[0]) : int(pads[0]) + w.numel()] += w
+                w = noise
+            if rand[i, 4] < self.noise_p:
+                snr = self.snr_db[0] + (self.snr_db[1] - self.snr_db[0]) * float(rand[i, 5])
+                w = w + torch.randn(w.numel(), generator=g) * rms * 10 ** (-snr / 20)
+            gain = 10 ** ((torch.rand(1, generator=g).item() * 2 - 1) * self.gain_db / 20)
+            out[i] = w * gain
+        return out
+
+    def frames(self, frames: Tensor, lengths: Tensor, g: torch.Generator) -> Tensor:
+        """SpecAugment on normalised frames (B, T, F): masked values become 0 (the mean)."""
+        B, T, F = frames.shape
+        keep = torch.ones(B, T, F, dtype=torch.bool)
+        t = torch.arange(T).view(1, T)
+        f = torch.arange(F).view(1, F)
+        for _ in range(self.time_masks):
+            width = (torch.rand(B, generator=g) * self.time_mask_frac * lengths.float()).long()
+            start = (torch.rand(B, generator=g) * (lengths - width).clamp(min=1).float()).long()
+            hit = (t >= start.view(B, 1)) & (t < (start + width).view(B, 1))
+            keep &= ~hit.unsqueeze(2)
+        for _ in range(self.freq_masks):
+            width = torch.randint(0, self.freq_mask_width + 1, (B,), generator=g)
+            start = (torch.rand(B, generator=g) * (F - width).clamp(min=1).float()).long()
+            hit = (f >= start.view(B, 1)) & (f < (start + width).view(B, 1))
+            keep &= ~hit.unsqueeze(1)
+        return frames * keep.to(frames.device, frames.dtype)

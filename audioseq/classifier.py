@@ -1,0 +1,195 @@
+"""The user-facing classifier: load a model file, predict labels for clips."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+
+from .audio import source_name
+from .errors import ModelFileError, NonFiniteAudioError, ParameterError, UnknownComponentError
+from .model import SequenceClassifier
+from .modelfile import read_tensors, write_tensors
+from .pipeline import Frontend, Item, iter_batches, iter_items
+from .plugins import build
+from .spec import ModelSpec
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+@dataclasses.dataclass
+class Prediction:
+    """The result for one input. ``error`` is None on success; otherwise label is None."""
+
+    source: str
+    label: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped inside the package (``audioseq.load(name)``)."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors"))
+
+
+def resolve_model(path_or_name: str | os.PathLike) -> Path:
+    path = Path(path_or_name)
+    if not path.exists() and isinstance(path_or_name, str) and path_or_name in bundled_models():
+        return MODELS_DIR / f"{path_or_name}.safetensors"
+    return path
+
+
+class Classifier:
+    """A trained many-to-one recurrent classifier with its frontend.
+
+    Attributes:
+        labels: class names. sample_rate: rate clips are resampled to (Hz).
+        spec: the full model description. path: the file it came from, if any.
+    """
+
+    def __init__(self, spec: ModelSpec, model: SequenceClassifier | None = None, path: str | None = None) -> None:
+        self.spec = spec
+        self.path = path
+        feature = build("feature", spec.feature, spec.sample_rate, params=spec.feature_params)
+        if model is None:
+            model = SequenceClassifier(spec.network)
+        if model.config.input_size != feature.dim:
+            raise ValueError(
+                f"feature {spec.feature!r} gives {feature.dim} values per frame, network expects {model.config.input_size}"
+            )
+        self.model = model.eval()
+        self.frontend = Frontend(feature, spec.sample_rate, spec.preprocess, spec.limits)
+
+    labels = property(lambda self: list(self.spec.labels))
+    sample_rate = property(lambda self: self.spec.sample_rate)
+    metrics = property(lambda self: dict(self.spec.metrics))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: str | torch.device) -> "Classifier":
+        self.model.to(device)
+        self.frontend.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        net = self.spec.network
+        return (
+            f"Classifier({net.cell}, {net.num_layers}x{net.hidden_size}"
+            f"{' bidirectional' if net.bidirectional else ''}, {net.pooling} pooling, "
+            f"feature={self.spec.feature}, {len(self.labels)} labels, {self.sample_rate} Hz)"
+        )
+
+    @torch.no_grad()
+    def probabilities(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames (B, T, F) and lengths (B,) → class probabilities (B, C)."""
+        logits = self.model(frames.to(self.device), lengths.to(self.device))
+        return torch.softmax(logits.float(), dim=-1)
+
+    def predict_iter(
+        self,
+        inputs: Iterable[Any],
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        names: Sequence[str] | None = None,
+    ) -> Iterator[Prediction]:
+        """Like :meth:`predict`, yielding predictions in input order as they are ready."""
+        sources = inputs if isinstance(inputs, Sequence) and not isinstance(inputs, (str, tuple)) else list(inputs)
+        if batch_size < 1:
+            raise ParameterError(f"batch_size must be ≥ 1, got {batch_size}")
+        pending: dict[int, Prediction] = {}
+        next_index = 0
+        items = iter_items(sources, self.frontend, num_workers=num_workers, names=names)
+        for batch, errors in iter_batches(items, batch_size):
+            for item in errors:
+                pending[item.index] = Prediction(
+                    item.source, error=str(item.error.reason), error_type=type(item.error).__name__
+                )
+            if batch:
+                self.model.eval()
+                probs = self.probabilities(*self.frontend.frames_of(batch)).cpu()
+                for item, p in zip(batch, probs):
+                    pending[item.index] = self._prediction(item, p)
+            while next_index in pending:
+                yield pending.pop(next_index)
+                next_index += 1
+
+    def predict(
+        self, inputs: Iterable[Any], batch_size: int = 32, num_workers: int | None = None
+    ) -> list[Prediction]:
+        """Classify clips: paths, or ``(waveform, sample_rate)`` pairs.
+
+        Returns one :class:`Prediction` per input, in order. A clip that cannot be read or
+        classified gives a Prediction with ``error`` set; it never stops the others.
+        """
+        if isinstance(inputs, (str, os.PathLike)) or (
+            isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], int)
+        ):
+            inputs = [inputs]
+        return list(self.predict_iter(inputs, batch_size=batch_size, num_workers=num_workers))
+
+    def _prediction(self, item: Item, probs: torch.Tensor) -> Prediction:
+        if not torch.isfinite(probs).all():
+            err = NonFiniteAudioError(item.source, "the network's output is not finite for this clip")
+            return Prediction(item.source, error=err.reason, error_type=type(err).__name__)
+        best = int(probs.argmax())
+        return Prediction(
+            item.source,
+            label=self.labels[best],
+            confidence=float(probs[best]),
+            probabilities={label: float(p) for label, p in zip(self.labels, probs)},
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write one ``.safetensors`` file: weights plus the JSON description in its metadata."""
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        write_tensors(path, state, self.spec.to_document())
+
+    def num_parameters(self) -> int:
+        return self.model.num_parameters()
+
+
+def load(path_or_name: str | os.PathLike = "digits", device: str | torch.device = "cpu") -> Classifier:
+    """Load a model file, or a bundled model by name (``audioseq.load("digits")``).
+
+    Raises:
+        ModelFileError: malformed file, config that does not match the weights, non-finite weights.
+        UnknownComponentError: the model needs a cell or feature from a plugin that is not installed.
+    """
+    path = resolve_model(path_or_name)
+    tensors, document = read_tensors(path)
+    name = str(path)
+    try:
+        spec = ModelSpec.from_document(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(name, f"invalid model description: {exc}") from exc
+    try:
+        model = SequenceClassifier(spec.network)
+        classifier = Classifier(spec, model, path=name)
+    except UnknownComponentError:
+        raise
+    except (ParameterError, TypeError, ValueError) as exc:
+        raise ModelFileError(name, f"cannot build the network it describes: {exc}") from exc
+    expected = model.state_dict()
+    for key, tensor in tensors.items():
+        if key in expected and not tensor.is_floating_point():
+            raise ModelFileError(name, f"tensor {key!r} has dtype {tensor.dtype}, expected floating point")
+    try:
+        model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(name, f"weights do not match the model description: {exc}") from exc
+    return classifier.to(device)
+

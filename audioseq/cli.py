@@ -1,0 +1,266 @@
+"""The ``audioseq`` command. Heavy modules are imported inside commands so ``--help`` is quick."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import click
+
+from .errors import AudioseqError, ParameterError
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus"}
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can cause into one clear line and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (AudioseqError, FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def _opts(pairs: Iterable[str]) -> dict[str, str]:
+    from .params import parse_options
+
+    return parse_options(list(pairs))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="audioseq")
+def cli() -> None:
+    """Classify audio clips with recurrent networks (RNN, LSTM, GRU).
+
+    \b
+    audioseq predict digits clip.wav          the bundled spoken-digit model
+    audioseq train --dataset folder --data clips/ --out model.safetensors
+    audioseq plugins                          cells, features, datasets and their plugins
+    """
+
+
+@cli.command()
+@click.option("--dataset", "dataset_name", required=True, help="Registered dataset name (see `audioseq plugins`).")
+@click.option("--data", "data_path", default=None, help="Dataset root: a folder, a manifest CSV, ...")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write (.safetensors).")
+@click.option("--features", "feature", default="logmel", show_default=True, help="Feature extractor.")
+@click.option("--cell", default="gru", show_default=True, help="Recurrent cell.")
+@click.option("--hidden", default=64, show_default=True, help="Hidden units per direction.")
+@click.option("--layers", default=2, show_default=True, help="Stacked recurrent layers.")
+@click.option("--bidirectional/--no-bidirectional", default=True, show_default=True)
+@click.option("--pooling", type=click.Choice(["last", "mean", "attention"]), default="attention", show_default=True)
+@click.option("--epochs", default=40, show_default=True, help="Most epochs; early stopping may end sooner.")
+@click.option("--patience", default=10, show_default=True, help="Epochs without validation gain before stopping.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", default=3e-3, show_default=True, help="Peak learning rate (AdamW, cosine schedule).")
+@click.option("--dropout", default=0.15, show_default=True)
+@click.option("--sample-rate", type=int, default=None, help="Resample clips to this rate (default: the data's).")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Noise, gain, speed, SpecAugment.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint next to --out.")
+@click.option("--cell-opt", multiple=True, metavar="K=V", help="Cell parameter (repeatable).")
+@click.option("--feature-opt", multiple=True, metavar="K=V", help="Feature parameter (repeatable).")
+@click.option("--dataset-opt", multiple=True, metavar="K=V", help="Dataset parameter (repeatable).")
+@_friendly
+def train(**o: Any) -> None:
+    """Train a classifier and write it as one .safetensors file (plus FILE.metrics.json)."""
+    from . import plugins
+    from .augment import Augment
+    from .evaluation import load_dataset
+    from .params import validate
+    from .training import TrainConfig, train as run_training
+
+    cell_params = validate(plugins.component_params("cell", o["cell"]), _opts(o["cell_opt"]), f"cell {o['cell']!r}")
+    feature_params = validate(
+        plugins.component_params("feature", o["feature"]), _opts(o["feature_opt"]), f"feature {o['feature']!r}"
+    )
+    dataset = load_dataset(o["dataset_name"], o["data_path"], _opts(o["dataset_opt"]))
+    config = TrainConfig(
+        feature=o["feature"], feature_params=feature_params, cell=o["cell"], cell_params=cell_params,
+        hidden_size=o["hidden"], num_layers=o["layers"], bidirectional=o["bidirectional"],
+        pooling=o["pooling"], dropout=o["dropout"], sample_rate=o["sample_rate"],
+        augment=Augment() if o["augment"] else None, epochs=o["epochs"], patience=o["patience"],
+        batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"], device=o["device"],
+    )
+    result = run_training(dataset, config, out=o["out"], resume=o["resume"])
+    metrics_path = Path(o["out"]).with_suffix(".metrics.json")
+    metrics_path.write_text(json.dumps({"history": result.history, **result.metrics}, indent=2))
+    valid = result.metrics.get("valid", {})
+    click.echo(
+        f"wrote {o['out']} ({result.classifier.num_parameters():,} parameters, best epoch "
+        f"{result.metrics['best_epoch']}, validation accuracy {valid.get('accuracy', float('nan')):.4f})"
+    )
+    if "test" in result.metrics:
+        click.echo(f"test accuracy {result.metrics['test']['accuracy']:.4f}, macro-F1 {result.metrics['test']['macro_f1']:.4f}")
+    click.echo(f"metrics in {metrics_path}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--dataset", "dataset_name", required=True)
+@click.option("--data", "data_path", default=None)
+@click.option("--split", default=None, help="train, valid or test (default: test when the dataset has one).")
+@click.option("--dataset-opt", multiple=True, metavar="K=V")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
+@_friendly
+def evaluate(model: str, dataset_name: str, data_path: str | None, split: str | None,
+             dataset_opt: tuple[str, ...], batch_size: int, as_json: bool) -> None:
+    """Accuracy, macro-F1, per-class recall and confusion matrix of MODEL on a dataset."""
+    from .classifier import load
+    from .evaluation import evaluate as run_evaluation, load_dataset
+
+    clf = load(model)
+    dataset = load_dataset(dataset_name, data_path, _opts(dataset_opt))
+    if split is None and dataset.examples("test"):
+        split = "test"
+    result = run_evaluation(clf, dataset, split=split, batch_size=batch_size)
+    result["split"] = split
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['count']} clips ({split or 'all'}): accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}")
+    width = max(len(label) for label in result["labels"])
+    for label, recall in result["per_class_recall"].items():
+        click.echo(f"  {label:<{width}}  recall {recall:.4f}")
+    if result["errors"]:
+        click.echo(f"{len(result['errors'])} clip(s) could not be scored, e.g. {result['errors'][0]['source']}: {result['errors'][0]['error']}")
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Files as given; folders searched recursively for audio files (sorted)."""
+    out: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            out += [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+        else:
+            out.append(item)
+    return out
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--workers", type=int, default=None, help="Decoding processes (default: by input count).")
+@click.option("--max-errors", default=0, show_default=True, help="Exit 1 when more inputs than this failed.")
+@_friendly
+def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, batch_size: int,
+            workers: int | None, max_errors: int) -> None:
+    """Classify files and folders (searched recursively) with MODEL (a file or a bundled name).
+
+    One row per input, in order; an input that cannot be classified is a row with its error.
+    """
+    from .classifier import load
+
+    clf = load(model)
+    sources = expand_inputs(inputs)
+    if not sources:
+        raise click.ClickException("no audio files found in the inputs given")
+    stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    failed = 0
+    try:
+        writer = _row_writer(fmt, stream, clf.labels, max(len(s) for s in sources))
+        for pred in clf.predict_iter(sources, batch_size=batch_size, num_workers=workers):
+            failed += pred.error is not None
+            writer(pred)
+    finally:
+        if output:
+            stream.close()
+    if failed:
+        click.echo(f"{failed} of {len(sources)} input(s) failed", err=True)
+    if failed > max_errors:
+        sys.exit(1)
+
+
+def _row_writer(fmt: str, stream: io.TextIOBase, labels: list[str], width: int) -> Callable[[Any], None]:
+    if fmt == "jsonl":
+        return lambda p: stream.write(json.dumps(p.to_dict()) + "\n")
+    if fmt == "csv":
+        writer = csv.writer(stream)
+        writer.writerow(["source", "label", "confidence", "error_type", "error"] + [f"p_{l}" for l in labels])
+
+        def write_csv(p: Any) -> None:
+            probs = [f"{p.probabilities[l]:.6f}" if p.probabilities else "" for l in labels]
+            conf = f"{p.confidence:.6f}" if p.confidence is not None else ""
+            writer.writerow([p.source, p.label or "", conf, p.error_type or "", p.error or ""] + probs)
+
+        return write_csv
+    width = min(width, 60)
+    stream.write(f"{'source':<{width}}  {'label':<12} {'confidence':>10}  error\n")
+
+    def write_table(p: Any) -> None:
+        src = p.source if len(p.source) <= width else "…" + p.source[-width + 1 :]
+        conf = f"{p.confidence:.3f}" if p.confidence is not None else ""
+        stream.write(f"{src:<{width}}  {p.label or '-':<12} {conf:>10}  {p.error or ''}\n")
+
+    return write_table
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def plugins(as_json: bool) -> None:
+    """Installed plugins: their cells, features and datasets with typed parameters."""
+    from .plugins import plugins_info
+
+    info = plugins_info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for plugin in info:
+        version = f" {plugin['version']}" if plugin["version"] else ""
+        click.echo(f"{plugin['name']}{version}" + (f"  hooks: {', '.join(plugin['hooks'])}" if plugin["hooks"] else ""))
+        if plugin["error"]:
+            click.secho(f"  BROKEN: {plugin['error']}", fg="red")
+        for c in plugin["components"]:
+            params = ", ".join(f"{p['name']}: {p['type']} = {p['default']!r}" for p in c["params"])
+            click.echo(f"  {c['kind']:<8} {c['name']:<16} {params}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def info(model: str, as_json: bool) -> None:
+    """What a model file holds: labels, rate, features, network, preprocessing, metrics."""
+    from .classifier import load
+
+    clf = load(model)
+    doc = clf.spec.to_document()
+    doc["path"] = clf.path
+    doc["parameters"] = clf.num_parameters()
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    net = clf.spec.network
+    click.echo(f"{clf.path}\n  {clf!r}\n  {doc['parameters']:,} parameters")
+    click.echo(f"  labels: {', '.join(clf.labels)}")
+    click.echo(f"  feature: {clf.spec.feature} {json.dumps(clf.spec.feature_params)}")
+    click.echo(f"  cell: {net.cell} {json.dumps(net.cell_params)}, dropout {net.dropout}")
+    click.echo(f"  preprocess: {json.dumps(clf.spec.preprocess.to_dict())}")
+    for split in ("valid", "test"):
+        m = clf.metrics.get(split)
+        if m:
+            click.echo(f"  {split} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ParameterError as exc:  # raised while click parses
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,171 @@
+"""Built-in recurrent cells: ``rnn`` (Elman), ``lstm`` and ``gru``.
+
+Each cell is one time step written out as in the textbook, so its gates can be inspected,
+and keeps its weights in a one-layer ``torch.nn`` recurrent module so that the whole-sequence
+fast path runs torch's fused kernels (cuDNN on GPU) on the very same parameters.
+Weight layout is torch's: rows of ``weight_ih``/``weight_hh`` are stacked per gate, in the
+order (input, forget, candidate, output) for LSTM and (reset, update, candidate) for GRU.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..hookspecs import hookimpl
+
+State = Tensor | tuple[Tensor, Tensor]
+
+
+class _FusedCell(nn.Module):
+    """Shared plumbing: parameters live in ``self.fused`` (a one-layer torch RNN module)."""
+
+    fused: nn.RNNBase
+    gate_names: tuple[str, ...] = ()
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+
+    @property
+    def weight_ih(self) -> Tensor:
+        return self.fused.weight_ih_l0
+
+    @property
+    def weight_hh(self) -> Tensor:
+        return self.fused.weight_hh_l0
+
+    @property
+    def bias(self) -> Tensor:
+        return self.fused.bias_ih_l0 + self.fused.bias_hh_l0
+
+    def initial_state(self, batch_size: int, device: torch.device | str, dtype: torch.dtype) -> State:
+        return torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+
+    def forward(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """One step: x_t (B, I), state → h_t (B, H), new state."""
+        h, new_state, _ = self.forward_gates(x_t, state)
+        return h, new_state
+
+    def forward_gates(self, x_t: Tensor, state: State) -> tuple[Tensor, State, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def forward_sequence(
+        self, x: Tensor, lengths: Tensor, state: State
+    ) -> tuple[Tensor, State]:
+        """Whole sequences with torch's fused kernel.
+
+        Args:
+            x: (B, T, I) frames, padded after each sequence's length.
+            lengths: (B,) valid frames per sequence, each ≥ 1.
+            state: initial state as from ``initial_state``.
+        Returns:
+            outputs (B, T, H), zero past each length, and the state after each sequence's
+            last valid frame.
+        """
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        hx = tuple(s.unsqueeze(0) for s in state) if isinstance(state, tuple) else state.unsqueeze(0)
+        out, final = self.fused(packed, hx)
+        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        final_state = tuple(s.squeeze(0) for s in final) if isinstance(final, tuple) else final.squeeze(0)
+        return outputs, final_state
+
+
+class RNNCell(_FusedCell):
+    """Elman recurrent neuron: h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
+
+    Args:
+        nonlinearity: activation of the recurrence, ``tanh`` (the classic) or ``relu``.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, nonlinearity: Literal["tanh", "relu"] = "tanh"
+    ) -> None:
+        super().__init__(input_size, hidden_size)
+        self.nonlinearity = nonlinearity
+        self.fused = nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, batch_first=True)
+
+    def forward_gates(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        pre = F.linear(x_t, self.weight_ih, self.fused.bias_ih_l0) + F.linear(
+            state, self.weight_hh, self.fused.bias_hh_l0
+        )
+        h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
+        return h, h, {}
+
+
+class LSTMCell(_FusedCell):
+    """Long short-term memory (Hochreiter & Schmidhuber, 1997), with a forget gate.
+
+    f_t = σ(forget), i_t = σ(input), g_t = tanh(candidate), o_t = σ(output);
+    c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t (the update); h_t = o_t ⊙ tanh(c_t).
+    The state is the pair (h, c).
+
+    Args:
+        forget_bias: initial bias of the forget gate; 1.0 lets memory flow at the start.
+    """
+
+    gate_names = ("forget", "input", "candidate", "output")
+
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
+        super().__init__(input_size, hidden_size)
+        self.fused = nn.LSTM(input_size, hidden_size, batch_first=True)
+        with torch.no_grad():
+            h = hidden_size
+            self.fused.bias_ih_l0[h : 2 * h].fill_(forget_bias)
+            self.fused.bias_hh_l0[h : 2 * h].zero_()
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | str, dtype: torch.dtype
+    ) -> tuple[Tensor, Tensor]:
+        zeros = torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+        return zeros, zeros.clone()
+
+    def forward_gates(
+        self, x_t: Tensor, state: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], dict[str, Tensor]]:
+        h_prev, c_prev = state
+        z = F.linear(x_t, self.weight_ih, self.fused.bias_ih_l0) + F.linear(
+            h_prev, self.weight_hh, self.fused.bias_hh_l0
+        )
+        i, f, g, o = z.chunk(4, dim=-1)  # torch's gate order
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c_prev + i * g
+        h = o * torch.tanh(c)
+        return h, (h, c), {"forget": f, "input": i, "candidate": g, "output": o, "cell": c}
+
+
+class GRUCell(_FusedCell):
+    """Gated recurrent unit (Cho et al., 2014).
+
+    r_t = σ(reset), z_t = σ(update), n_t = tanh(W_in x_t + r_t ⊙ (W_hn h_{t-1} + b_hn));
+    h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}.
+    """
+
+    gate_names = ("reset", "update", "candidate")
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.fused = nn.GRU(input_size, hidden_size, batch_first=True)
+
+    def forward_gates(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        gi = F.linear(x_t, self.weight_ih, self.fused.bias_ih_l0)
+        gh = F.linear(state, self.weight_hh, self.fused.bias_hh_l0)
+        i_r, i_z, i_n = gi.chunk(3, dim=-1)
+        h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        h = (1 - z) * n + z * state
+        return h, h, {"reset": r, "update": z, "candidate": n}
+
+
+@hookimpl
+def register_cells(register) -> None:
+    register("rnn", RNNCell)
+    register("lstm", LSTMCell)
+    register("gru", GRUCell)

@@ -1,0 +1,141 @@
+"""Built-in features on torchaudio transforms: ``logmel``, ``mfcc`` and ``spectrogram``.
+
+Windows and hops are given in milliseconds so a feature means the same at any sample rate.
+Frames are taken without centre padding: frame t covers samples [t·hop, t·hop + n_fft), so a
+frame only ever sees real samples and a clip's frames do not depend on padding added after it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+from ..hookspecs import hookimpl
+
+_LOG_FLOOR = 1e-10
+
+
+class _Framed(nn.Module):
+    """Frame arithmetic shared by the STFT-based features."""
+
+    dim: int
+
+    def __init__(self, sample_rate: int, win_ms: float, hop_ms: float) -> None:
+        super().__init__()
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        self.sample_rate = sample_rate
+        self.win_length = max(2, round(sample_rate * win_ms / 1000))
+        self.hop_length = max(1, round(sample_rate * hop_ms / 1000))
+        self.n_fft = 1 << math.ceil(math.log2(self.win_length))
+
+    @property
+    def min_samples(self) -> int:
+        """Samples needed for one frame."""
+        return self.n_fft
+
+    def num_frames(self, num_samples: Tensor) -> Tensor:
+        """Exact frame count for clips of ``num_samples`` (LongTensor, any shape)."""
+        n = torch.as_tensor(num_samples, dtype=torch.long)
+        return torch.where(n >= self.n_fft, (n - self.n_fft) // self.hop_length + 1, torch.zeros_like(n))
+
+
+class LogMel(_Framed):
+    """Log mel-filterbank energies, (B, N) → (B, T, n_mels).
+
+    Args:
+        n_mels: number of mel bands.
+        win_ms: analysis window length in milliseconds.
+        hop_ms: hop between frames in milliseconds.
+        f_min: lowest band edge in Hz.
+        f_max: highest band edge in Hz (None: half the sample rate).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        n_mels: int = 40,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        f_min: float = 20.0,
+        f_max: float | None = None,
+    ) -> None:
+        super().__init__(sample_rate, win_ms, hop_ms)
+        self.dim = n_mels
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=self.n_fft,
+            win_length=self.win_length,
+            hop_length=self.hop_length,
+            f_min=f_min,
+            f_max=f_max,
+            n_mels=n_mels,
+            center=False,
+            power=2.0,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return torch.log(self.mel(waveform).clamp(min=_LOG_FLOOR)).transpose(-1, -2)
+
+
+class MFCC(LogMel):
+    """Mel-frequency cepstral coefficients (DCT-II of the log mel energies), (B, N) → (B, T, n_mfcc).
+
+    Args:
+        n_mfcc: number of coefficients kept.
+        n_mels: number of mel bands before the DCT.
+        win_ms: analysis window length in milliseconds.
+        hop_ms: hop between frames in milliseconds.
+        f_min: lowest band edge in Hz.
+        f_max: highest band edge in Hz (None: half the sample rate).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        n_mfcc: int = 20,
+        n_mels: int = 40,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        f_min: float = 20.0,
+        f_max: float | None = None,
+    ) -> None:
+        super().__init__(sample_rate, n_mels, win_ms, hop_ms, f_min, f_max)
+        if not 0 < n_mfcc <= n_mels:
+            raise ValueError(f"n_mfcc must be in 1..n_mels ({n_mels}), got {n_mfcc}")
+        self.dim = n_mfcc
+        self.register_buffer("dct", torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho"))
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return super().forward(waveform) @ self.dct
+
+
+class LogSpectrogram(_Framed):
+    """Log power spectrogram, (B, N) → (B, T, n_fft // 2 + 1).
+
+    Args:
+        win_ms: analysis window length in milliseconds (the FFT size is the next power of two).
+        hop_ms: hop between frames in milliseconds.
+    """
+
+    def __init__(self, sample_rate: int, win_ms: float = 25.0, hop_ms: float = 10.0) -> None:
+        super().__init__(sample_rate, win_ms, hop_ms)
+        self.dim = self.n_fft // 2 + 1
+        self.spec = torchaudio.transforms.Spectrogram(
+            n_fft=self.n_fft, win_length=self.win_length, hop_length=self.hop_length, center=False, power=2.0
+        )
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return torch.log(self.spec(waveform).clamp(min=_LOG_FLOOR)).transpose(-1, -2)
+
+
+@hookimpl
+def register_features(register) -> None:
+    register("logmel", LogMel)
+    register("mfcc", MFCC)
+    register("spectrogram", LogSpectrogram)

@@ -1,0 +1,72 @@
+"""Typed errors. Every error carries the offending path or component name."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class AudioseqError(Exception):
+    """Base class of every error audioseq raises on purpose."""
+
+
+class AudioError(AudioseqError, ValueError):
+    """A clip that cannot be classified. ``source`` names the file (or ``<array>``)."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.reason = message
+
+
+class UnreadableAudioError(AudioError):
+    """Not audio, an unknown format, a damaged header or truncated data."""
+
+
+class EmptyAudioError(AudioError):
+    """Zero samples, or a zero sample rate / zero channels."""
+
+
+class AudioTooShortError(AudioError):
+    """Fewer samples than one analysis frame (after preprocessing)."""
+
+
+class AudioTooLongError(AudioError):
+    """Longer than the configured limit; detected from the header before decoding."""
+
+
+class NonFiniteAudioError(AudioError):
+    """NaN or infinite samples."""
+
+
+class ModelFileError(AudioseqError):
+    """A model file that is malformed, inconsistent or unsafe. ``path`` names the file."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.reason = message
+
+
+class PluginError(AudioseqError):
+    """A plugin failed to import, a hook raised, or two components share one name."""
+
+
+class ParameterError(AudioseqError, ValueError):
+    """A component parameter with an unknown name or a value of the wrong type."""
+
+
+class UnknownComponentError(AudioseqError, KeyError):
+    """A cell, feature or dataset name that no installed plugin registers."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = sorted(known)
+        hint = ", ".join(self.known) or "none"
+        super().__init__(
+            f"unknown {kind} {name!r}; known {kind}s: {hint}. "
+            f"If it comes from a plugin, install that plugin (see `audioseq plugins`)."
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]

@@ -1,0 +1,46 @@
+"""Evaluating a classifier on a labelled dataset."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .classifier import Classifier
+from .dataset import Dataset, Example
+from .metrics import summarize
+from .plugins import build
+
+
+def load_dataset(name: str, root: str | None = None, params: dict[str, Any] | None = None) -> Dataset:
+    """Build a registered dataset; ``params`` are validated against its declaration."""
+    return build("dataset", name, root, params=params)
+
+
+def evaluate(
+    classifier: Classifier,
+    data: Dataset | Sequence[Example],
+    split: str | None = None,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class recall and confusion matrix on labelled clips.
+
+    Clips that cannot be read are reported under ``errors`` and left out of the scores;
+    labels the model does not know count as errors too.
+    """
+    examples = list(data.examples(split)) if hasattr(data, "examples") else list(data)
+    index = {label: i for i, label in enumerate(classifier.labels)}
+    known = [ex for ex in examples if ex.label in index]
+    unknown = [ex for ex in examples if ex.label not in index]
+    preds = classifier.predict([ex.audio for ex in known], batch_size=batch_size)
+    y_true, y_pred, errors = [], [], []
+    for ex, pred in zip(known, preds):
+        if pred.error is not None:
+            errors.append({"source": ex.source, "error": pred.error, "error_type": pred.error_type})
+            continue
+        y_true.append(index[ex.label])
+        y_pred.append(index[pred.label])  # type: ignore[index]
+    for ex in unknown:
+        errors.append({"source": ex.source, "error": f"label {ex.label!r} is not one the model knows",
+                       "error_type": "UnknownLabel"})
+    result = summarize(y_true, y_pred, classifier.labels)
+    result["errors"] = errors
+    return result

@@ -1,0 +1,39 @@
+"""The hooks a plugin implements. Each receives a ``register(name, factory)`` callback."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pluggy import HookimplMarker, HookspecMarker
+
+hookspec = HookspecMarker("audioseq")
+hookimpl = HookimplMarker("audioseq")
+
+Register = Callable[[str, Callable[..., Any]], None]
+
+
+@hookspec
+def register_cells(register: Register) -> None:
+    """Register recurrent cells: ``factory(input_size: int, hidden_size: int, **params) -> nn.Module``.
+
+    The module provides ``initial_state(batch_size, device, dtype)`` and
+    ``forward(x_t: (B, I), state) -> (h_t: (B, H), new_state)``; optionally
+    ``forward_sequence(x: (B, T, I), lengths: (B,), state) -> (outputs: (B, T, H), final_state)``.
+    """
+
+
+@hookspec
+def register_features(register: Register) -> None:
+    """Register feature extractors: ``factory(sample_rate: int, **params) -> nn.Module``.
+
+    The module has ``dim: int``, ``num_frames(num_samples: LongTensor) -> LongTensor`` and
+    ``forward(waveform: (B, N)) -> frames: (B, T, dim)``.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets: ``factory(root: str | None, **params)``.
+
+    The object has ``labels: list[str]`` and ``examples(split=None) -> Sequence[Example]``.
+    """

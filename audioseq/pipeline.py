@@ -1,0 +1,186 @@
+"""From inputs to batches of frames: parallel decoding, preprocessing, length bucketing.
+
+Decoding runs in DataLoader worker processes; a bad clip becomes an error item, never an
+exception that stops the batch. The main process keeps a bounded buffer of decoded clips,
+sorts it by length and cuts it into batches, so memory stays flat however many inputs there are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .audio import AudioLimits, check_min_samples, read_audio, source_name
+from .errors import AudioError
+from .preprocess import Preprocess, pad_batch
+
+
+@dataclasses.dataclass
+class Item:
+    """One decoded input: its position, its name, and a waveform or frames — or an error."""
+
+    index: int
+    source: str
+    waveform: Tensor | None = None  # (N,) preprocessed, at the frontend's rate
+    frames: Tensor | None = None  # (T, F), only for features that run in workers
+    error: AudioError | None = None
+
+    @property
+    def size(self) -> int:
+        if self.frames is not None:
+            return self.frames.shape[0]
+        return self.waveform.numel() if self.waveform is not None else 0
+
+
+class Frontend(nn.Module):
+    """Waveform → frames, exactly as the model was trained: decode, preprocess, features.
+
+    ``prepare`` runs per clip (in worker processes); ``forward`` runs batched.
+    """
+
+    def __init__(self, feature: nn.Module, sample_rate: int, preprocess: Preprocess, limits: AudioLimits) -> None:
+        super().__init__()
+        self.feature = feature
+        self.sample_rate = sample_rate
+        self.preprocess = preprocess
+        self.limits = limits
+        self.in_workers = bool(getattr(feature, "in_workers", False))
+
+    @property
+    def min_samples(self) -> int:
+        """Fewest samples that give one frame."""
+        n = getattr(self.feature, "min_samples", None)
+        if n is not None:
+            return int(n)
+        lo = 1
+        while int(self.feature.num_frames(torch.tensor([lo]))[0]) < 1:
+            lo *= 2
+        return lo
+
+    def prepare(self, source: Any, name: str | None = None) -> Tensor:
+        """Decode, mix down, resample, preprocess and check one clip → (N,) float32."""
+        name = name or source_name(source)
+        wave = read_audio(source, self.sample_rate, self.limits, name=name)
+        wave = self.preprocess(wave, self.sample_rate)
+        check_min_samples(wave, self.min_samples, self.sample_rate, name)
+        return wave
+
+    def clip_frames(self, waveform: Tensor) -> Tensor:
+        """(N,) → (T, F) for one clip."""
+        with torch.no_grad():
+            return self.feature(waveform.unsqueeze(0)).squeeze(0)
+
+    def forward(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """Clips (N_i,) → frames (B, T_max, F) zero-padded, and lengths (B,) in frames."""
+        batch, samples = pad_batch(list(waveforms))
+        device = next((b.device for b in self.feature.buffers()), torch.device("cpu"))
+        frames = self.feature(batch.to(device))
+        lengths = self.feature.num_frames(samples).clamp(max=frames.shape[1])
+        return frames, lengths.to(frames.device)
+
+    def frames_of(self, items: Sequence[Item]) -> tuple[Tensor, Tensor]:
+        """Batch the good items of a list: frames (B, T, F) and lengths (B,)."""
+        if self.in_workers:
+            lengths = torch.tensor([it.frames.shape[0] for it in items], dtype=torch.long)
+            t_max = int(lengths.max())
+            frames = torch.stack(
+                [torch.nn.functional.pad(it.frames, (0, 0, 0, t_max - it.frames.shape[0])) for it in items]
+            )
+            return frames, lengths
+        return self([it.waveform for it in items])
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Map-style dataset over inputs; each item is decoded and checked in a worker."""
+
+    def __init__(self, sources: Sequence[Any], frontend: Frontend, names: Sequence[str] | None = None) -> None:
+        self.sources = sources
+        self.frontend = frontend
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> Item:
+        source = self.sources[index]
+        name = self.names[index] if self.names is not None else source_name(source)
+        try:
+            wave = self.frontend.prepare(source, name)
+        except AudioError as exc:
+            return Item(index, name, error=exc)
+        except Exception as exc:  # a decoder bug must cost one row, not the batch
+            from .errors import UnreadableAudioError
+
+            return Item(index, name, error=UnreadableAudioError(name, f"{type(exc).__name__}: {exc}"))
+        if self.frontend.in_workers:
+            return Item(index, name, frames=self.frontend.clip_frames(wave))
+        return Item(index, name, waveform=wave)
+
+
+def _collate(items: list[Item]) -> list[Item]:
+    return items
+
+
+def default_workers(n_inputs: int) -> int:
+    """Worker processes for decoding: none for a handful of clips (start-up costs more)."""
+    if n_inputs < 64:
+        return 0
+    return max(1, min(4, (os.cpu_count() or 1)))
+
+
+def iter_items(
+    sources: Sequence[Any],
+    frontend: Frontend,
+    num_workers: int | None = None,
+    chunk: int = 32,
+    names: Sequence[str] | None = None,
+) -> Iterator[Item]:
+    """Decode inputs in order (in worker processes when ``num_workers`` > 0)."""
+    workers = default_workers(len(sources)) if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(
+        ClipDataset(sources, frontend, names),
+        batch_size=chunk,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    for items in loader:
+        yield from items
+
+
+def iter_batches(
+    items: Iterator[Item], batch_size: int, buffer_batches: int = 8
+) -> Iterator[tuple[list[Item], list[Item]]]:
+    """Group decoded items into (good batch, errors) pairs, batching clips of similar length.
+
+    A buffer of ``batch_size × buffer_batches`` clips is sorted by length and cut into
+    batches; memory is bounded by the buffer, not by the number of inputs.
+    """
+    buffer: list[Item] = []
+    errors: list[Item] = []
+
+    def flush() -> Iterator[tuple[list[Item], list[Item]]]:
+        nonlocal buffer, errors
+        buffer.sort(key=lambda it: it.size)
+        batches = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)]
+        if errors and not batches:
+            batches = [[]]
+        for i, batch in enumerate(batches):
+            yield batch, (errors if i == 0 else [])
+        buffer, errors = [], []
+
+    for item in items:
+        if item.error is not None:
+            errors.append(item)
+        else:
+            buffer.append(item)
+        if len(buffer) >= batch_size * buffer_batches:
+            yield from flush()
+    if buffer or errors:
+        yield from flush()

@@ -1,0 +1,217 @@
+"""Plugin manager and component registries.
+
+Built-in components live in ``audioseq.default_plugins`` and register through the very same
+hooks as third-party plugins found through the ``audioseq`` entry-point group.
+
+Environment:
+    AUDIOSEQ_LOAD_PLUGINS: comma-separated entry-point names to load (empty: none).
+    AUDIOSEQ_STRICT_PLUGINS=1: a plugin that fails to import or whose hook raises is fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import os
+import warnings
+from typing import Any, Callable, Literal
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UnknownComponentError
+from .params import Param, declared_params, validate
+
+Kind = Literal["cell", "feature", "dataset"]
+KINDS: tuple[Kind, ...] = ("cell", "feature", "dataset")
+_HOOKS: dict[Kind, str] = {
+    "cell": "register_cells",
+    "feature": "register_features",
+    "dataset": "register_datasets",
+}
+_POSITIONAL: dict[Kind, int] = {"cell": 2, "feature": 1, "dataset": 1}
+
+DEFAULT_PLUGINS = (
+    "audioseq.default_plugins.cells",
+    "audioseq.default_plugins.features",
+    "audioseq.default_plugins.datasets",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """A registered cell, feature or dataset."""
+
+    kind: Kind
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    params: tuple[Param, ...]
+
+    @property
+    def doc(self) -> str:
+        text = (self.factory.__doc__ or "").strip()
+        return text.splitlines()[0] if text else ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "plugin": self.plugin,
+            "doc": self.doc,
+            "params": [p.to_json() for p in self.params],
+        }
+
+
+@dataclasses.dataclass
+class BrokenPlugin:
+    name: str
+    error: str
+
+
+pm = pluggy.PluginManager("audioseq")
+pm.add_hookspecs(hookspecs)
+
+_state: dict[str, Any] = {"loaded": False, "registry": None}
+broken: list[BrokenPlugin] = []
+_dists: dict[str, tuple[str, str]] = {}  # entry-point name -> (distribution, version)
+
+
+def _strict() -> bool:
+    return os.environ.get("AUDIOSEQ_STRICT_PLUGINS", "").strip() not in ("", "0", "false")
+
+
+def _fail(name: str, exc: BaseException, what: str) -> None:
+    message = f"{type(exc).__name__}: {exc}"
+    if _strict():
+        raise PluginError(f"plugin {name!r} {what}: {message}") from exc
+    broken.append(BrokenPlugin(name, message))
+    warnings.warn(f"audioseq: skipping plugin {name!r}, {what}: {message}", stacklevel=3)
+
+
+def load_plugins() -> None:
+    """Register entry-point plugins, then the default plugins. Idempotent."""
+    if _state["loaded"]:
+        return
+    _state["loaded"] = True
+    wanted = os.environ.get("AUDIOSEQ_LOAD_PLUGINS")
+    allow = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+    for ep in importlib.metadata.entry_points(group="audioseq"):
+        if allow is not None and ep.name not in allow:
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as exc:
+            _fail(ep.name, exc, "failed to load")
+            continue
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            _dists[ep.name] = (dist.metadata["Name"], dist.version)
+    for module_name in DEFAULT_PLUGINS:
+        if pm.get_plugin(module_name) is None:
+            pm.register(importlib.import_module(module_name), name=module_name)
+
+
+def plugin_version(name: str) -> str | None:
+    if name in _dists:
+        return _dists[name][1]
+    if name.startswith("audioseq."):
+        from . import __version__
+
+        return __version__
+    return None
+
+
+def _build() -> dict[Kind, dict[str, Component]]:
+    load_plugins()
+    registry: dict[Kind, dict[str, Component]] = {k: {} for k in KINDS}
+    for kind in KINDS:
+        hook = getattr(pm.hook, _HOOKS[kind])
+        for impl in reversed(hook.get_hookimpls()):
+            plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+
+            def register(name: str, factory: Callable[..., Any], _p: str = plugin_name, _k: Kind = kind) -> None:
+                if not isinstance(name, str) or not name:
+                    raise PluginError(f"plugin {_p!r} registered a {_k} without a name")
+                existing = registry[_k].get(name)
+                if existing is not None:
+                    raise PluginError(
+                        f"{_k} {name!r} is registered twice: by plugin {existing.plugin!r} "
+                        f"and by plugin {_p!r}"
+                    )
+                registry[_k][name] = Component(
+                    _k, name, factory, _p, tuple(declared_params(factory, _POSITIONAL[_k]))
+                )
+
+            try:
+                impl.function(register=register)
+            except PluginError as exc:
+                if "registered twice" in str(exc):
+                    raise
+                _fail(plugin_name, exc, f"hook {_HOOKS[kind]} failed")
+            except Exception as exc:
+                _fail(plugin_name, exc, f"hook {_HOOKS[kind]} raised")
+    return registry
+
+
+def registry() -> dict[Kind, dict[str, Component]]:
+    if _state["registry"] is None:
+        _state["registry"] = _build()
+    return _state["registry"]
+
+
+def refresh() -> None:
+    """Forget the built registries, so plugins registered with ``pm.register`` are seen."""
+    _state["registry"] = None
+
+
+def get_component(kind: Kind, name: str) -> Component:
+    table = registry()[kind]
+    if name not in table:
+        raise UnknownComponentError(kind, name, table)
+    return table[name]
+
+
+def build(kind: Kind, name: str, *args: Any, params: dict[str, Any] | None = None) -> Any:
+    """Construct a registered component with validated, converted parameters."""
+    component = get_component(kind, name)
+    kwargs = validate(component.params, params or {}, f"{kind} {name!r}")
+    return component.factory(*args, **kwargs)
+
+
+def list_components(kind: Kind) -> list[str]:
+    return sorted(registry()[kind])
+
+
+def component_params(kind: Kind, name: str) -> list[Param]:
+    """The typed parameters of a component: what the CLI accepts and the app draws as widgets."""
+    return list(get_component(kind, name).params)
+
+
+def plugins_info() -> list[dict[str, Any]]:
+    """Every loaded plugin with its version, hooks and components, then broken plugins."""
+    reg = registry()
+    out = []
+    for plugin in pm.get_plugins():
+        name = pm.get_name(plugin)
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        components = [
+            c.to_json() for kind in KINDS for c in reg[kind].values() if c.plugin == name
+        ]
+        out.append(
+            {"name": name, "version": plugin_version(name), "hooks": hooks,
+             "components": components, "error": None}
+        )
+    for b in broken:
+        if not any(p["name"] == b.name for p in out):
+            out.append({"name": b.name, "version": plugin_version(b.name), "hooks": [],
+                        "components": [], "error": b.error})
+        else:
+            for p in out:
+                if p["name"] == b.name:
+                    p["error"] = b.error
+    return sorted(out, key=lambda p: (p["name"].startswith("audioseq."), p["name"]))

@@ -1,0 +1,111 @@
+"""Waveform preprocessing stored in the model and applied identically everywhere.
+
+Real recordings differ from clean training clips: silence or room noise around the word, a
+different gain. Trimming the quiet ends and normalising the level before the features make the
+model see the same kind of input in training, evaluation, the API, the CLI and the app.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """Settings of the waveform preprocessing.
+
+    Attributes:
+        trim: drop quiet frames at both ends of the clip.
+        trim_db: a frame is quiet when its level is more than this many dB below the loudest
+            frame.
+        floor_db: when set, a frame is also quiet when it is less than this many dB above the
+            clip's noise floor (its 10th-percentile frame level). Only for clips known to hold
+            long stretches of background: on tightly cut clips that floor is speech.
+        margin_ms: kept on each side of the detected sound, in milliseconds.
+        normalize: scale the clip so its peak (``peak``) or its RMS over the kept part
+            (``rms``) reaches ``target_db`` dBFS; ``none`` keeps the gain.
+        target_db: level after normalisation, in dBFS.
+    """
+
+    trim: bool = True
+    trim_db: float = 40.0
+    floor_db: float | None = None
+    margin_ms: float = 60.0
+    normalize: Literal["peak", "rms", "none"] = "rms"
+    target_db: float = -20.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Preprocess":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise ValueError(f"unknown preprocessing settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def __call__(self, waveform: Tensor, sample_rate: int) -> Tensor:
+        """(N,) → (N',) with N' ≤ N."""
+        if self.trim:
+            waveform = trim_quiet_ends(waveform, sample_rate, self.trim_db, self.floor_db, self.margin_ms)
+        if self.normalize != "none":
+            waveform = normalise_level(waveform, self.normalize, self.target_db)
+        return waveform
+
+
+def frame_levels_db(waveform: Tensor, frame: int, hop: int) -> Tensor:
+    """Level of each (frame, hop) window in dB: (N,) → (T,)."""
+    if waveform.numel() < frame:
+        return (waveform.pow(2).mean().clamp(min=1e-12)).log10().mul(10).view(1)
+    windows = waveform.unfold(0, frame, hop)  # (T, frame)
+    return windows.pow(2).mean(dim=1).clamp(min=1e-12).log10().mul(10)
+
+
+def trim_quiet_ends(
+    waveform: Tensor, sample_rate: int, trim_db: float, floor_db: float | None, margin_ms: float
+) -> Tensor:
+    """Keep the span from the first to the last loud frame, plus a margin. (N,) → (N',)."""
+    frame = max(1, int(sample_rate * 0.02))
+    hop = max(1, frame // 2)
+    levels = frame_levels_db(waveform, frame, hop)
+    if levels.numel() < 3:
+        return waveform
+    peak = levels.max()
+    threshold = peak - trim_db
+    if floor_db is not None:
+        threshold = torch.maximum(threshold, torch.quantile(levels, 0.1) + floor_db)
+    if threshold >= peak:  # a flat signal (silence or steady noise): nothing stands out
+        return waveform
+    loud = torch.nonzero(levels >= threshold).squeeze(1)
+    margin = int(sample_rate * margin_ms / 1000)
+    start = max(0, int(loud[0]) * hop - margin)
+    end = min(waveform.numel(), int(loud[-1]) * hop + frame + margin)
+    return waveform[start:end]
+
+
+def normalise_level(waveform: Tensor, mode: str, target_db: float) -> Tensor:
+    """Scale to ``target_db`` dBFS by peak or RMS; silence is returned unchanged."""
+    if mode == "peak":
+        level = waveform.abs().max()
+    elif mode == "rms":
+        level = waveform.pow(2).mean().sqrt()
+    else:
+        raise ValueError(f"normalize must be peak, rms or none, not {mode!r}")
+    if level <= 1e-8:
+        return waveform
+    gain = (10 ** (target_db / 20)) / level
+    return (waveform * gain).clamp(-1.0, 1.0) if mode == "peak" else waveform * gain
+
+
+def pad_batch(waveforms: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """List of (N_i,) → zero-padded (B, N_max) and lengths (B,)."""
+    lengths = torch.tensor([w.numel() for w in waveforms], dtype=torch.long)
+    n_max = int(lengths.max()) if len(waveforms) else 0
+    batch = torch.stack([F.pad(w, (0, n_max - w.numel())) for w in waveforms]) if waveforms else torch.zeros(0, 0)
+    return batch, lengths

@@ -1,0 +1,150 @@
+"""Unrolling any cell over time: stacked layers, both directions, per-sequence length masks.
+
+A cell is one time step (``forward(x_t, state) -> (h_t, new_state)``). This module unrolls it
+over a padded batch so that padding never reaches the state: at a step past a sequence's
+length the state is carried unchanged and the output is zero. A cell that provides
+``forward_sequence`` (the built-ins do, with torch's fused kernels) is run whole instead;
+both paths compute the same function on the same parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from .plugins import build
+
+State = Any  # a tensor or a tuple of tensors, as the cell defines
+
+
+def make_cell(name: str, input_size: int, hidden_size: int, params: dict[str, Any] | None = None) -> nn.Module:
+    """Build a registered cell with validated parameters."""
+    return build("cell", name, input_size, hidden_size, params=params)
+
+
+def _map_state(fn: Callable[..., Tensor], *states: State) -> State:
+    if isinstance(states[0], tuple):
+        return tuple(_map_state(fn, *parts) for parts in zip(*states))
+    return fn(*states)
+
+
+def select_state(mask: Tensor, new: State, old: State) -> State:
+    """Per-sequence choice: ``new`` where mask (B,) is true, else ``old``."""
+    return _map_state(lambda n, o: torch.where(mask.view(-1, *([1] * (n.dim() - 1))), n, o), new, old)
+
+
+def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each sequence within its length; padding stays in place. x: (B, T, ...)."""
+    B, T = x.shape[:2]
+    t = torch.arange(T, device=x.device).unsqueeze(0)  # (1, T)
+    rev = lengths.to(x.device).unsqueeze(1) - 1 - t  # (B, T)
+    idx = torch.where(rev >= 0, rev, t)
+    idx = idx.view(B, T, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, idx)
+
+
+def unroll(cell: nn.Module, x: Tensor, lengths: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    """Run a cell step by step.
+
+    Args:
+        x: (B, T, I) padded frames. lengths: (B,) valid frames per sequence.
+    Returns:
+        outputs (B, T, H), zero past each length; the state after each last valid frame.
+    """
+    B, T = x.shape[:2]
+    if state is None:
+        state = cell.initial_state(B, x.device, x.dtype)
+    lengths = lengths.to(x.device)
+    outputs = []
+    for t in range(T):
+        h, new_state = cell(x[:, t], state)
+        mask = t < lengths
+        state = select_state(mask, new_state, state)
+        outputs.append(h * mask.unsqueeze(1).to(h.dtype))
+    if not outputs:
+        return x.new_zeros(B, 0, getattr(cell, "hidden_size", 0)), state
+    return torch.stack(outputs, dim=1), state
+
+
+def run_cell(cell: nn.Module, x: Tensor, lengths: Tensor, fast: bool = True) -> Tensor:
+    """Whole sequences through one cell, using its fast path when it has one. (B, T, I) → (B, T, H)."""
+    state = cell.initial_state(x.shape[0], x.device, x.dtype)
+    if fast and hasattr(cell, "forward_sequence"):
+        return cell.forward_sequence(x, lengths, state)[0]
+    return unroll(cell, x, lengths, state)[0]
+
+
+class RecurrentEncoder(nn.Module):
+    """Stacked, optionally bidirectional recurrence over any registered cell.
+
+    Output (B, T, D·H) where D is 2 when bidirectional: layer ℓ+1 reads layer ℓ's outputs,
+    with dropout between layers during training.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        cell_params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.cell_name = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList()
+        for layer in range(num_layers):
+            in_size = input_size if layer == 0 else hidden_size * self.num_directions
+            self.layers.append(
+                nn.ModuleList(
+                    make_cell(cell, in_size, hidden_size, cell_params) for _ in range(self.num_directions)
+                )
+            )
+        self.use_fast_path = True
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.num_directions
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x: (B, T, I), lengths: (B,) → outputs (B, T, D·H), zero past each length."""
+        for i, directions in enumerate(self.layers):
+            if i > 0:
+                x = self.dropout(x)
+            outs = [run_cell(directions[0], x, lengths, self.use_fast_path)]
+            if self.bidirectional:
+                back = run_cell(directions[1], reverse_padded(x, lengths), lengths, self.use_fast_path)
+                outs.append(reverse_padded(back, lengths))
+            x = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+        return x
+
+    def initial_states(self, batch_size: int, device: torch.device | str, dtype: torch.dtype) -> list[State]:
+        """One state per layer, for streaming a unidirectional encoder frame by frame."""
+        return [layer[0].initial_state(batch_size, device, dtype) for layer in self.layers]
+
+    def step(self, x_t: Tensor, states: list[State]) -> tuple[Tensor, list[State], list[dict[str, Tensor]]]:
+        """One frame through every layer (unidirectional only): x_t (B, I) → top output (B, H).
+
+        Also returns each layer's gate activations, for cells that expose them.
+        """
+        if self.bidirectional:
+            raise ValueError("a bidirectional encoder sees the whole clip; it cannot be streamed")
+        new_states, gates = [], []
+        for i, layer in enumerate(self.layers):
+            cell = layer[0]
+            if hasattr(cell, "forward_gates"):
+                x_t, state, g = cell.forward_gates(x_t, states[i])
+            else:
+                x_t, state = cell(x_t, states[i])
+                g = {}
+            new_states.append(state)
+            gates.append(g)
+        return x_t, new_states, gates

@@ -1,0 +1,106 @@
+"""The model's description, stored as JSON in the model file's metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .audio import AudioLimits
+from .model import NetworkConfig
+from .preprocess import Preprocess
+
+FORMAT = "audioseq.model"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    """Everything needed to rebuild a classifier around its weights.
+
+    Attributes:
+        labels: class names, in the order of the network's outputs.
+        sample_rate: rate (Hz) every clip is resampled to.
+        feature: registered feature name; ``feature_params`` its parameters.
+        network: the recurrent network's shape.
+        preprocess: waveform preprocessing applied before the features.
+        max_seconds: longest clip accepted (checked from the header before decoding).
+        metrics: training and evaluation results, informative only.
+    """
+
+    labels: list[str]
+    sample_rate: int
+    network: NetworkConfig
+    feature: str = "logmel"
+    feature_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    preprocess: Preprocess = dataclasses.field(default_factory=Preprocess)
+    max_seconds: float = 600.0
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def limits(self) -> AudioLimits:
+        return AudioLimits(max_seconds=self.max_seconds)
+
+    def to_document(self) -> dict[str, Any]:
+        from . import __version__
+
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "audioseq_version": __version__,
+            "labels": list(self.labels),
+            "sample_rate": self.sample_rate,
+            "feature": {"name": self.feature, "params": dict(self.feature_params)},
+            "network": dataclasses.asdict(self.network),
+            "preprocess": self.preprocess.to_dict(),
+            "max_seconds": self.max_seconds,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> "ModelSpec":
+        """Parse and check a stored document; raises ValueError/TypeError/KeyError on a bad one."""
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
+        if not isinstance(doc.get("format_version"), int) or doc["format_version"] > FORMAT_VERSION:
+            raise ValueError(
+                f"format version {doc.get('format_version')!r} is newer than this audioseq reads "
+                f"({FORMAT_VERSION}); upgrade audioseq"
+            )
+        labels = doc["labels"]
+        if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
+            raise ValueError("labels must be a non-empty list of strings")
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be unique")
+        sample_rate = doc["sample_rate"]
+        if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384000:
+            raise ValueError(f"sample_rate {sample_rate!r} is not a plausible rate")
+        net = dict(doc["network"])
+        fields = {f.name for f in dataclasses.fields(NetworkConfig)}
+        if set(net) - fields:
+            raise ValueError(f"unknown network settings: {', '.join(sorted(set(net) - fields))}")
+        network = NetworkConfig(**net)
+        if network.num_classes != len(labels):
+            raise ValueError(f"network has {network.num_classes} outputs but there are {len(labels)} labels")
+        for name in ("input_size", "hidden_size", "num_layers", "num_classes"):
+            value = getattr(network, name)
+            if not isinstance(value, int) or not 1 <= value <= 1 << 16:
+                raise ValueError(f"network.{name} = {value!r} is out of range")
+        feature = doc["feature"]
+        if not isinstance(feature.get("name"), str) or not isinstance(feature.get("params", {}), dict):
+            raise ValueError("feature must be {name: str, params: {...}}")
+        max_seconds = float(doc.get("max_seconds", 600.0))
+        if not 0 < max_seconds < 1e7:
+            raise ValueError(f"max_seconds {max_seconds!r} is out of range")
+        metrics = doc.get("metrics") or {}
+        if not isinstance(metrics, dict):
+            raise ValueError("metrics must be an object")
+        return cls(
+            labels=labels,
+            sample_rate=sample_rate,
+            network=network,
+            feature=feature["name"],
+            feature_params=dict(feature.get("params", {})),
+            preprocess=Preprocess.from_dict(dict(doc.get("preprocess", {}))),
+            max_seconds=max_seconds,
+            metrics=metrics,
+        )

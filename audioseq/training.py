@@ -1,0 +1,405 @@
+"""Training a many-to-one recurrent classifier: deterministic, resumable, early-stopped.
+
+Every random draw of epoch e comes from generators seeded with (seed, e), and checkpoints are
+written atomically at the end of each epoch, so a run killed at any point and resumed with
+``resume=True`` ends with exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .audio import AudioLimits, audio_info
+from .augment import Augment
+from .classifier import Classifier
+from .dataset import Dataset, Example, stratified_split
+from .errors import AudioError
+from .metrics import summarize
+from .model import NetworkConfig, Pooling, SequenceClassifier, length_mask
+from .modelfile import read_tensors, write_tensors
+from .pipeline import Frontend, iter_items
+from .plugins import build
+from .preprocess import Preprocess
+from .spec import ModelSpec
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides a training run. The defaults train a good model."""
+
+    feature: str = "logmel"
+    feature_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cell: str = "gru"
+    cell_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    hidden_size: int = 64
+    num_layers: int = 2
+    bidirectional: bool = True
+    pooling: Pooling = "attention"
+    dropout: float = 0.15
+    utterance_norm: bool = True
+    sample_rate: int | None = None  # None: the most common rate of the training clips
+    preprocess: Preprocess = dataclasses.field(default_factory=Preprocess)
+    augment: Augment | None = dataclasses.field(default_factory=Augment)
+    epochs: int = 40  # upper bound; early stopping usually ends sooner
+    patience: int = 10  # epochs without validation improvement before stopping
+    batch_size: int = 32
+    lr: float = 3e-3  # peak learning rate (AdamW), after one warm-up epoch, cosine decay
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.05
+    grad_clip: float = 1.0  # clip the gradient norm: recurrent nets can explode
+    valid_fraction: float = 0.15  # when the dataset gives no validation split
+    seed: int = 0
+    device: str = "auto"
+    max_seconds: float = 600.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["preprocess"] = self.preprocess.to_dict()
+        data["augment"] = self.augment.to_dict() if self.augment else None
+        return data
+
+
+@dataclasses.dataclass
+class TrainResult:
+    classifier: Classifier
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def detect_sample_rate(examples: Sequence[Example]) -> int:
+    """The most common rate among (up to 200 of) the examples."""
+    rates: collections.Counter[int] = collections.Counter()
+    for ex in examples[:: max(1, len(examples) // 200)]:
+        if isinstance(ex.audio, tuple):
+            rates[int(ex.audio[1])] += 1
+        else:
+            try:
+                rates[audio_info(ex.audio).sample_rate] += 1
+            except AudioError:
+                continue
+    if not rates:
+        raise ValueError("cannot tell the sample rate: no readable training clip")
+    return rates.most_common(1)[0][0]
+
+
+def _decode(examples: Sequence[Example], frontend: Frontend, desc: str) -> tuple[list[torch.Tensor], list[int]]:
+    """Decode clips once (in worker processes); returns waveforms and the indices kept."""
+    waves, kept, bad = [], [], []
+    items = iter_items([ex.audio for ex in examples], frontend, names=[ex.source for ex in examples])
+    for item in tqdm(items, total=len(examples), desc=desc, leave=False, disable=None):
+        if item.error is not None:
+            bad.append(str(item.error))
+            continue
+        waves.append(item.waveform)
+        kept.append(item.index)
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable clip(s), e.g. {bad[0]}", stacklevel=3)
+    return waves, kept
+
+
+class _RawFrontend(Frontend):
+    """Decode and resample only; preprocessing happens per epoch after augmentation."""
+
+    def prepare(self, source: Any, name: str | None = None) -> torch.Tensor:
+        from .audio import read_audio
+
+        return read_audio(source, self.sample_rate, self.limits, name=name)
+
+
+def _fingerprint(config: TrainConfig, labels: list[str], train: Sequence[Example], valid: Sequence[Example]) -> str:
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    h.update(json.dumps(labels).encode())
+    for ex in list(train) + ["|"] + list(valid):  # type: ignore[operator]
+        h.update(str(ex.source if isinstance(ex, Example) else ex).encode())
+    return h.hexdigest()[:16]
+
+
+class Trainer:
+    """Trains one model; knows the network only through its forward and state_dict."""
+
+    def __init__(self, config: TrainConfig, labels: list[str], train: Sequence[Example], valid: Sequence[Example]) -> None:
+        self.config = config
+        self.labels = labels
+        self.train_examples = list(train)
+        self.valid_examples = list(valid)
+        self.device = pick_device(config.device)
+        self.sample_rate = config.sample_rate or detect_sample_rate(self.train_examples)
+        torch.manual_seed(config.seed)
+        feature = build("feature", config.feature, self.sample_rate, params=config.feature_params)
+        limits = AudioLimits(max_seconds=config.max_seconds)
+        self.frontend = Frontend(feature, self.sample_rate, config.preprocess, limits).to(self.device)
+        self.network = NetworkConfig(
+            input_size=feature.dim,
+            num_classes=len(labels),
+            cell=config.cell,
+            cell_params=dict(config.cell_params),
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            pooling=config.pooling,
+            dropout=config.dropout,
+            utterance_norm=config.utterance_norm,
+        )
+        self.model = SequenceClassifier(self.network).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.fingerprint = _fingerprint(config, labels, self.train_examples, self.valid_examples)
+        self.history: list[dict[str, Any]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_key: tuple[float, float] | None = None
+        self.best_epoch = -1
+        self.epoch = 0  # epochs completed
+
+    # -- data -------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        raw = _RawFrontend(self.frontend.feature, self.sample_rate, self.config.preprocess, self.frontend.limits)
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.train_waves, kept = _decode(self.train_examples, raw, "decoding training clips")
+        self.train_targets = torch.tensor([index[self.train_examples[i].label] for i in kept])
+        valid_waves, kept_v = _decode(self.valid_examples, raw, "decoding validation clips")
+        self.valid_targets = torch.tensor([index[self.valid_examples[i].label] for i in kept_v], dtype=torch.long)
+        if not self.train_waves:
+            raise ValueError("no readable training clips")
+        self.valid_waves = [self._clean(w) for w in valid_waves]
+
+    def _clean(self, wave: torch.Tensor) -> torch.Tensor:
+        wave = self.config.preprocess(wave, self.sample_rate)
+        short = self.frontend.min_samples - wave.numel()
+        return F.pad(wave, (0, short)) if short > 0 else wave
+
+    def _frames(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return self.frontend(waves)
+
+    def fit_normalisation(self) -> None:
+        """Per-dimension mean and std of the (utterance-normalised) clean training frames."""
+        total, total_sq, count = 0.0, 0.0, 0
+        bs = 256
+        for i in range(0, len(self.train_waves), bs):
+            frames, lengths = self._frames([self._clean(w) for w in self.train_waves[i : i + bs]])
+            mask = length_mask(lengths, frames.shape[1]).unsqueeze(-1).to(frames.dtype)
+            if self.network.utterance_norm:
+                frames = frames - (frames * mask).sum(1, keepdim=True) / lengths.view(-1, 1, 1).clamp(min=1)
+            total = total + (frames * mask).sum((0, 1)).double()
+            total_sq = total_sq + (frames.pow(2) * mask).sum((0, 1)).double()
+            count += int(lengths.sum())
+        mean = total / count
+        std = (total_sq / count - mean.pow(2)).clamp(min=1e-6).sqrt()
+        self.model.norm.mean.copy_(mean.float())
+        self.model.norm.std.copy_(std.float().clamp(min=1e-3))
+
+    # -- loop -------------------------------------------------------------------------------
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        warmup = steps_per_epoch
+        total = max(self.config.epochs * steps_per_epoch, warmup + 1)
+        if step < warmup:
+            return self.config.lr * (step + 1) / warmup
+        progress = (step - warmup) / (total - warmup)
+        return self.config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def train_epoch(self, epoch: int) -> float:
+        cfg = self.config
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        torch.manual_seed(cfg.seed * 7_919 + epoch)  # dropout
+        self.model.train()
+        order = torch.randperm(len(self.train_waves), generator=g)
+        steps = math.ceil(len(order) / cfg.batch_size)
+        losses = []
+        for s in range(steps):
+            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size].tolist()
+            waves = [self.train_waves[i] for i in idx]
+            if cfg.augment:
+                waves = cfg.augment.waveforms(waves, self.sample_rate, g)
+            frames, lengths = self._frames([self._clean(w) for w in waves])
+            x = self.model.normalise(frames, lengths)
+            if cfg.augment:
+                x = cfg.augment.frames(x, lengths.cpu(), g)
+            logits = self.model.classify(x, lengths)
+            loss = F.cross_entropy(logits, self.train_targets[idx].to(self.device), label_smoothing=cfg.label_smoothing)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_at(epoch * steps + s, steps)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        return sum(losses) / max(1, len(losses))
+
+    @torch.no_grad()
+    def evaluate_waves(self, waves: list[torch.Tensor], targets: torch.Tensor) -> dict[str, Any]:
+        self.model.eval()
+        preds, loss_sum = [], 0.0
+        for i in range(0, len(waves), 128):
+            frames, lengths = self._frames(waves[i : i + 128])
+            logits = self.model(frames, lengths)
+            loss_sum += float(F.cross_entropy(logits, targets[i : i + 128].to(self.device), reduction="sum"))
+            preds += logits.argmax(-1).cpu().tolist()
+        result = summarize(targets.tolist(), preds, self.labels)
+        result["loss"] = loss_sum / max(1, len(waves))
+        return result
+
+    def fit(self, checkpoint: Path | None = None, callback: Callback | None = None) -> list[dict[str, Any]]:
+        cfg = self.config
+        with tqdm(total=cfg.epochs, initial=self.epoch, desc="training", unit="epoch", disable=None) as bar:
+            while self.epoch < cfg.epochs and not self.should_stop():
+                e = self.epoch
+                train_loss = self.train_epoch(e)
+                if len(self.valid_waves):
+                    val = self.evaluate_waves(self.valid_waves, self.valid_targets)
+                else:
+                    val = {"accuracy": float("nan"), "loss": train_loss, "macro_f1": float("nan")}
+                row = {"epoch": e + 1, "train_loss": train_loss, "valid_loss": val["loss"],
+                       "valid_accuracy": val["accuracy"], "valid_macro_f1": val["macro_f1"]}
+                key = (val["accuracy"] if len(self.valid_waves) else 0.0, -val["loss"])
+                if self.best_key is None or key > self.best_key:
+                    self.best_key, self.best_epoch = key, e + 1
+                    self.best_state = copy.deepcopy(self.model.state_dict())
+                self.history.append(row)
+                self.epoch = e + 1
+                if checkpoint is not None:
+                    self.save_checkpoint(checkpoint)
+                bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val['accuracy']:.3f}")
+                bar.update(1)
+                if callback is not None:
+                    callback(dict(row))
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return self.history
+
+    def should_stop(self) -> bool:
+        return self.best_epoch > 0 and self.epoch - self.best_epoch >= self.config.patience
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_checkpoint(self, path: Path) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if self.best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in self.best_state.items()})
+        opt = self.optimizer.state_dict()
+        for pid, state in opt["state"].items():
+            for name, value in state.items():
+                tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value, dtype=torch.float32).reshape(-1) if name == "step" else value
+        document = {
+            "kind": "checkpoint",
+            "fingerprint": self.fingerprint,
+            "epoch": self.epoch,
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_key": list(self.best_key) if self.best_key else None,
+            "param_groups": opt["param_groups"],
+            "sample_rate": self.sample_rate,
+        }
+        write_tensors(path, tensors, document)
+
+    def load_checkpoint(self, path: Path) -> None:
+        tensors, doc = read_tensors(path)
+        if doc.get("kind") != "checkpoint" or doc.get("fingerprint") != self.fingerprint:
+            raise ValueError(
+                f"{path} was written by a training run with other data or settings; "
+                "remove it or train without --resume"
+            )
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        self.best_state = best or None
+        state: dict[int, dict[str, torch.Tensor]] = collections.defaultdict(dict)
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, name = k.split(".", 2)
+                state[int(pid)][name] = v.reshape(()) if name == "step" else v
+        self.optimizer.load_state_dict({"state": dict(state), "param_groups": doc["param_groups"]})
+        self.epoch = int(doc["epoch"])
+        self.history = list(doc["history"])
+        self.best_epoch = int(doc["best_epoch"])
+        self.best_key = tuple(doc["best_key"]) if doc.get("best_key") else None  # type: ignore[assignment]
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt.safetensors")
+
+
+def train(
+    data: Dataset | Sequence[Example],
+    config: TrainConfig | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    callback: Callback | None = None,
+    labels: Sequence[str] | None = None,
+) -> TrainResult:
+    """Train a classifier on a dataset (or a list of examples) and optionally save it.
+
+    Uses the dataset's ``train``/``valid`` splits when it has them, else a stratified
+    validation split grouped by ``Example.group``. With ``out``, a checkpoint is written
+    atomically after every epoch next to it; ``resume=True`` continues from it. ``callback``
+    receives one dict per epoch (epoch, losses, validation accuracy).
+    """
+    config = config or TrainConfig()
+    examples = list(data.examples()) if hasattr(data, "examples") else list(data)
+    labels = list(labels or getattr(data, "labels", None) or sorted({ex.label for ex in examples}))
+    if len(labels) < 2:
+        raise ValueError(f"training needs at least 2 labels, got {labels}")
+    train_ex = [ex for ex in examples if ex.split == "train"]
+    valid_ex = [ex for ex in examples if ex.split == "valid"]
+    test_ex = [ex for ex in examples if ex.split == "test"]
+    if not train_ex:
+        pool = [ex for ex in examples if ex.split in (None, "train", "valid")]
+        train_ex, valid_ex = stratified_split(pool, config.valid_fraction, config.seed)
+    elif not valid_ex:
+        train_ex, valid_ex = stratified_split(train_ex, config.valid_fraction, config.seed)
+    trainer = Trainer(config, labels, train_ex, valid_ex)
+    trainer.prepare_data()
+    ckpt = checkpoint_path(out) if out is not None else None
+    if resume and ckpt is not None and ckpt.exists():
+        trainer.load_checkpoint(ckpt)
+    else:
+        trainer.fit_normalisation()
+    history = trainer.fit(ckpt, callback)
+    valid_metrics = trainer.evaluate_waves(trainer.valid_waves, trainer.valid_targets) if trainer.valid_waves else {}
+    metrics: dict[str, Any] = {
+        "best_epoch": trainer.best_epoch,
+        "epochs_run": trainer.epoch,
+        "train_clips": len(trainer.train_waves),
+        "valid": valid_metrics,
+        "recipe": config.to_dict(),
+    }
+    spec = ModelSpec(
+        labels=labels,
+        sample_rate=trainer.sample_rate,
+        network=trainer.network,
+        feature=config.feature,
+        feature_params=dict(config.feature_params),
+        preprocess=config.preprocess,
+        max_seconds=config.max_seconds,
+        metrics=metrics,
+    )
+    classifier = Classifier(spec, trainer.model.cpu(), path=str(out) if out else None)
+    if test_ex:
+        from .evaluation import evaluate
+
+        metrics["test"] = evaluate(classifier, test_ex)
+    if out is not None:
+        classifier.save(out)
+        if ckpt is not None and ckpt.exists():
+            ckpt.unlink()
+    return TrainResult(classifier, history, metrics)
