@@ -18,6 +18,7 @@ import numbers
 import os
 import stat
 import struct
+from fractions import Fraction
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -34,8 +35,6 @@ from .errors import (
     UnreadableAudioError,
 )
 
-WAVEFORM_NAME = "<waveform>"
-
 # First four bytes of a WAV file -> struct byte order of its chunk sizes and fmt fields.
 _WAV_MAGIC = {b"RIFF": "<", b"RIFX": ">", b"RF64": "<", b"BW64": "<"}
 # RF64/BW64 put this in a 32-bit size field whose real value lives in the ds64 chunk.
@@ -49,6 +48,12 @@ _ONE_FRAME_PER_BLOCK = {0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE}
 # What soundfile raises for a file it cannot open or decode (LibsndfileError is a
 # RuntimeError; a failed seek inside a damaged FLAC surfaces as a plain RuntimeError).
 _DECODE_ERRORS = (RuntimeError, OSError, ValueError, TypeError)
+# No real recording is sampled faster; a header saying so is damaged (and would make
+# resampling and the decode buffer explode).
+_MAX_SAMPLE_RATE = 768_000
+# torchaudio's sinc kernel has about new x orig taps once the rates are divided by their
+# gcd: fine for 11025 -> 16000 (640 x 441), gigabytes for coprime rates like 44101 -> 16000.
+_MAX_KERNEL_TERMS = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,17 +75,11 @@ class AudioInfo:
     duration: float  # seconds
 
 
-@dataclasses.dataclass(frozen=True)
-class _Header:
-    info: AudioInfo
-    truncation: str | None  # why the file holds less audio than its header claims
-
-
 def source_name(source: Any) -> str:
     """The name of a clip in messages: its path, or ``"<waveform>"`` for an array."""
     if isinstance(source, (str, bytes, os.PathLike)):
         return os.fsdecode(source)
-    return WAVEFORM_NAME
+    return "<waveform>"
 
 
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
@@ -92,10 +91,10 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         EmptyAudioError: an empty file, or a header giving 0 Hz or 0 channels.
     """
     name = source_name(path)
-    header = _read_header(path, name, _file_size(path, name))
-    if header.truncation:
-        raise UnreadableAudioError(name, header.truncation)
-    return header.info
+    info, truncation = _read_header(path, name, _file_size(path, name))
+    if truncation:
+        raise UnreadableAudioError(name, truncation)
+    return info
 
 
 def read_audio(
@@ -146,13 +145,17 @@ def read_audio(
 def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     """Resample ``(..., N)`` at ``orig_sr`` Hz to ``(..., ceil(N * new_sr / orig_sr))``.
 
-    Returns ``waveform`` itself when the rates are equal. The sinc kernel is rebuilt per
-    call (it depends only on the reduced rate ratio and is cheap next to the convolution),
-    so nothing is cached between calls.
+    Returns ``waveform`` itself when the rates are equal. Rates whose reduced ratio has
+    huge terms (e.g. 44101 -> 16000) are resampled at the nearest ratio with terms under
+    about 1000, which changes pitch and length by under 0.1 % (2 cents). The sinc kernel
+    is rebuilt per call, so nothing is cached between calls.
     """
     if orig_sr == new_sr:
         return waveform
-    return torchaudio.functional.resample(waveform, orig_sr, new_sr)
+    ratio = Fraction(new_sr, orig_sr)
+    if ratio.numerator * ratio.denominator > _MAX_KERNEL_TERMS:
+        ratio = ratio.limit_denominator(max(1, math.isqrt(int(_MAX_KERNEL_TERMS / ratio))))
+    return torchaudio.functional.resample(waveform, ratio.denominator, ratio.numerator)
 
 
 def check_min_samples(
@@ -187,11 +190,11 @@ def _decode_file(
         raise AudioTooLongError(
             name, f"file is {size / gib:.2f} GiB, over the {limit / gib:g} GiB limit"
         )
-    header = _read_header(path, name, size)
-    info = header.info
+    info, truncation = _read_header(path, name, size)
     if info.channels > limits.max_channels:
+        most = limits.max_channels
         raise UnreadableAudioError(
-            name, f"header says {info.channels} channels; at most {limits.max_channels} are mixed"
+            name, f"header says {info.channels} channels; at most {most} can be mixed down"
         )
     # A lying WAV header that claims hours of audio is too long before it is truncated.
     if info.duration > limits.max_seconds:
@@ -199,14 +202,16 @@ def _decode_file(
             name,
             f"header says {info.duration:.2f} s of audio, over the {limits.max_seconds:g} s limit",
         )
-    if header.truncation:
-        raise UnreadableAudioError(name, header.truncation)
+    if truncation:
+        raise UnreadableAudioError(name, truncation)
     try:
         samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except _DECODE_ERRORS as exc:
         raise UnreadableAudioError(
             name, f"the audio data is damaged or cut off (libsndfile: {_reason(exc)})"
         ) from exc
+    except MemoryError as exc:  # soundfile allocates all the frames a header claims at once
+        raise AudioTooLongError(name, "header claims more audio than fits in memory") from exc
     if samples.shape[0] == 0:
         raise EmptyAudioError(name, "file holds no audio samples")
     return samples, int(rate)
@@ -228,7 +233,10 @@ def _file_size(path: str | bytes | os.PathLike[str], name: str) -> int:
     return st.st_size
 
 
-def _read_header(path: str | bytes | os.PathLike[str], name: str, size: int) -> _Header:
+def _read_header(
+    path: str | bytes | os.PathLike[str], name: str, size: int
+) -> tuple[AudioInfo, str | None]:
+    """What the header says, and why the file holds less audio than that (WAV only)."""
     try:
         with open(path, "rb") as fh:
             magic = fh.read(12)
@@ -244,10 +252,12 @@ def _read_header(path: str | bytes | os.PathLike[str], name: str, size: int) -> 
         ) from exc
     _check_rate_and_channels(info.samplerate, info.channels, name)
     duration = info.frames / info.samplerate
-    return _Header(AudioInfo(info.samplerate, info.frames, info.channels, duration), None)
+    return AudioInfo(info.samplerate, info.frames, info.channels, duration), None
 
 
-def _read_wav_header(fh: BinaryIO, order: str, size: int, name: str) -> _Header:
+def _read_wav_header(
+    fh: BinaryIO, order: str, size: int, name: str
+) -> tuple[AudioInfo, str | None]:
     """Walk the chunk list after the 12-byte RIFF/RF64 preamble up to fmt and data."""
     fmt: tuple[int, ...] | None = None
     ds64_data_bytes: int | None = None
@@ -296,15 +306,19 @@ def _read_wav_header(fh: BinaryIO, order: str, size: int, name: str) -> _Header:
     truncation = None
     if data_bytes > held:
         truncation = f"truncated: header says {data_bytes} bytes of audio, file holds {held}"
-    return _Header(AudioInfo(rate, frames, channels, duration), truncation)
+    return AudioInfo(rate, frames, channels, duration), truncation
 
 
 def _check_rate_and_channels(rate: int, channels: int, name: str) -> None:
     """Zero rate or channels is an empty clip (EmptyAudioError), not a damaged one."""
     if rate <= 0:
-        raise EmptyAudioError(name, f"header says the sample rate is {rate} Hz")
+        raise EmptyAudioError(name, f"sample rate is {rate} Hz")
+    if rate > _MAX_SAMPLE_RATE:
+        raise UnreadableAudioError(
+            name, f"sample rate is {rate} Hz, above the {_MAX_SAMPLE_RATE} Hz of any recording"
+        )
     if channels <= 0:
-        raise EmptyAudioError(name, f"header says the clip has {channels} channels")
+        raise EmptyAudioError(name, f"clip has {channels} channels")
 
 
 def _waveform_samples(
@@ -318,8 +332,6 @@ def _waveform_samples(
         raise UnreadableAudioError(name, f"sample rate must be a number of Hz, got {rate!r}")
     if not math.isfinite(rate) or rate != int(rate):
         raise UnreadableAudioError(name, f"sample rate must be a whole number of Hz, got {rate}")
-    if rate <= 0:
-        raise EmptyAudioError(name, f"sample rate is {rate} Hz")
     if isinstance(waveform, torch.Tensor):
         waveform = waveform.detach().cpu()
         # bfloat16 has no numpy counterpart; integer tensors stay integer to be scaled as PCM.
@@ -341,9 +353,10 @@ def _waveform_samples(
     frames, channels = array.shape
     if array.size == 0:  # (2, 0) has "0 channels", also empty
         raise EmptyAudioError(name, "waveform holds no samples")
+    _check_rate_and_channels(int(rate), channels, name)
     if channels > limits.max_channels:
         raise UnreadableAudioError(
-            name, f"waveform has {channels} channels; at most {limits.max_channels} are mixed"
+            name, f"waveform has {channels} channels; at most {limits.max_channels} can be mixed"
         )
     if frames / rate > limits.max_seconds:
         raise AudioTooLongError(

@@ -153,6 +153,10 @@ _CASES: dict[str, Callable[[Path], Case]] = {
         _write(d, "zero_channels.wav", wav_bytes(_pcm16(0.1), channels=0)),
         EmptyAudioError,
     ),
+    "absurd_sample_rate": lambda d: (
+        _write(d, "1.6_ghz.wav", wav_bytes(_pcm16(0.1), sample_rate=1_644_175_168)),
+        UnreadableAudioError,
+    ),
     "many_channels": lambda d: (
         _write(d, "100_channels.wav", wav_bytes(_pcm16(0.01, channels=100), channels=100)),
         UnreadableAudioError,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,26 @@ def test_resampling_8k_to_16k_keeps_a_1khz_tone(tmp_path: Path) -> None:
     torch.testing.assert_close(clip, from_array, atol=1e-4, rtol=0)
 
 
+def test_coprime_rates_resample_through_a_small_kernel() -> None:
+    # 44101 and 16000 share no factor: an exact kernel would need 16000 x 44101 taps.
+    clip = resample(torch.from_numpy(_tone(1000, 1.0, 44101)), 44101, 16000)
+    assert abs(len(clip) - 16000) <= 16  # within 0.1 %
+    assert _peak_hz(clip, 16000) == pytest.approx(1000, abs=2)
+
+
+def test_a_decoder_running_out_of_memory_is_a_too_long_clip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    path = tmp_path / "a.wav"
+    path.write_bytes(wav_bytes(bytes(100)))
+    monkeypatch.setattr(audio.sf, "read", out_of_memory)
+    with pytest.raises(AudioTooLongError, match="memory"):
+        read_audio(path, 16000)
+
+
 def test_resample_is_identity_for_equal_rates_and_keeps_leading_dims() -> None:
     x = torch.randn(2, 3, 441)
     assert resample(x, 16000, 16000) is x
@@ -274,6 +295,47 @@ def test_source_name() -> None:
 
 
 # --- properties ------------------------------------------------------------------------
+
+
+def _encoded(fmt: str, subtype: str) -> bytes:
+    out = io.BytesIO()
+    samples = np.random.default_rng(0).uniform(-0.5, 0.5, size=(800, 2))
+    sf.write(out, samples, 8000, format=fmt, subtype=subtype)
+    return out.getvalue()
+
+
+_ENCODED = {
+    fmt: _encoded(fmt, subtype)
+    for fmt, subtype in [
+        ("WAV", "PCM_16"), ("WAV", "FLOAT"), ("RF64", "PCM_16"), ("W64", "PCM_16"),
+        ("AIFF", "PCM_16"), ("AU", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"),
+    ]
+}  # fmt: skip
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    fmt=st.sampled_from(sorted(_ENCODED)),
+    edits=st.lists(st.tuples(st.integers(0, 79), st.integers(0, 255)), min_size=1, max_size=4),
+    keep=st.none() | st.integers(0, 4000),
+)
+def test_damaged_headers_only_ever_raise_audio_errors(
+    tmp_path_factory: pytest.TempPathFactory,
+    fmt: str,
+    edits: list[tuple[int, int]],
+    keep: int | None,
+) -> None:
+    content = bytearray(_ENCODED[fmt])
+    for position, value in edits:
+        content[position] = value
+    path = tmp_path_factory.mktemp("damaged") / "clip"
+    path.write_bytes(bytes(content[:keep]))
+    try:
+        clip = read_audio(path, 16000)
+    except AudioError as error:
+        assert error.source == str(path)
+    else:
+        assert clip.dtype == torch.float32 and clip.ndim == 1 and torch.isfinite(clip).all()
 
 
 @settings(max_examples=30, deadline=None)
