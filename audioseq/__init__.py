@@ -37,6 +37,7 @@ __all__ = [
     "Classifier",
     "EmptyAudioError",
     "Example",
+    "Inspection",
     "ModelFileError",
     "NonFiniteAudioError",
     "ParameterError",
@@ -63,6 +64,7 @@ _LAZY = {
     "load": "classifier",
     "bundled_models": "classifier",
     "Example": "dataset",
+    "Inspection": "inspection",
     "train": "training",
     "TrainConfig": "training",
     "evaluate": "evaluation",
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from .classifier import Classifier, Prediction, bundled_models, load
     from .dataset import Example
     from .evaluation import evaluate, load_dataset
+    from .inspection import Inspection
     from .training import TrainConfig, train
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -16,6 +16,9 @@ from .modelfile import read_tensors, write_tensors
 from .pipeline import Frontend, Item, iter_batches, iter_items
 from .plugins import build
 from .spec import ModelSpec
+
+if TYPE_CHECKING:
+    from .inspection import Inspection
 
 MODELS_DIR = Path(__file__).parent / "models"
 
@@ -152,6 +155,15 @@ class Classifier:
             confidence=float(probs[best]),
             probabilities={label: float(p) for label, p in zip(self.labels, probs)},
         )
+
+    def inspect(self, audio: Any) -> "Inspection":
+        """Look inside the network for one clip: frames, per-frame probabilities, gates.
+
+        See :class:`audioseq.inspection.Inspection`.
+        """
+        from .inspection import inspect_clip
+
+        return inspect_clip(self, audio)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write one ``.safetensors`` file: weights plus the JSON description in its metadata."""
