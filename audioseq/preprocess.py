@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any, Literal
 
 import torch
+import torchaudio
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -20,6 +21,7 @@ class Preprocess:
     """Settings of the waveform preprocessing.
 
     Attributes:
+        highpass_hz: remove rumble and hum below this frequency (Hz) first; 0 disables.
         trim: drop quiet frames at both ends of the clip.
         trim_db: a frame is quiet when its level is more than this many dB below the loudest
             frame.
@@ -32,6 +34,7 @@ class Preprocess:
         target_db: level after normalisation, in dBFS.
     """
 
+    highpass_hz: float = 0.0
     trim: bool = True
     trim_db: float = 40.0
     floor_db: float | None = None
@@ -52,6 +55,8 @@ class Preprocess:
 
     def __call__(self, waveform: Tensor, sample_rate: int) -> Tensor:
         """(N,) → (N',) with N' ≤ N."""
+        if self.highpass_hz > 0:
+            waveform = torchaudio.functional.highpass_biquad(waveform, sample_rate, self.highpass_hz)
         if self.trim:
             waveform = trim_quiet_ends(waveform, sample_rate, self.trim_db, self.floor_db, self.margin_ms)
         if self.normalize != "none":

@@ -1,0 +1,89 @@
+"""Batch prediction and feature extraction throughput against a naive per-file pipeline.
+
+Both pipelines run in this process on the same clips with the same network (the bundled
+digits model). The naive one is what one writes first: librosa.load, librosa's log-mel,
+one forward pass per clip. Prints a markdown table of clips/s and the ratios.
+
+Usage: python benchmarks/bench_predict.py [--clips N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import librosa
+import numpy as np
+import torch
+
+import audioseq
+from audioseq.preprocess import pad_batch
+
+from common import fsdd_files, model_path
+
+
+def naive_predict(clf: audioseq.Classifier, files: list[str]) -> list[str]:
+    feat = clf.frontend.feature
+    out = []
+    for f in files:
+        y, _ = librosa.load(f, sr=clf.sample_rate)
+        y, _ = librosa.effects.trim(y, top_db=clf.spec.preprocess.trim_db)
+        y = y / max(float(np.sqrt(np.mean(y**2))), 1e-8) * 10 ** (clf.spec.preprocess.target_db / 20)
+        frames = naive_features(y, clf.sample_rate, feat)
+        with torch.no_grad():
+            x = torch.from_numpy(frames).unsqueeze(0)
+            logits = clf.model(x, torch.tensor([x.shape[1]]))
+        out.append(clf.labels[int(logits.argmax())])
+    return out
+
+
+def naive_features(y: np.ndarray, sr: int, feat: torch.nn.Module) -> np.ndarray:
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=sr, n_fft=feat.n_fft, win_length=feat.win_length, hop_length=feat.hop_length,
+        n_mels=feat.dim, fmin=20.0, center=False, power=2.0,
+    )
+    return np.log(np.maximum(mel, 1e-10)).T.astype(np.float32)
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clips", type=int, default=2500)
+    args = parser.parse_args()
+    files = fsdd_files()[: args.clips]
+    clf = audioseq.load(model_path())
+    clf.predict(files[:64])  # warm-up both paths
+    naive_predict(clf, files[:16])
+
+    t_fast, preds = timed(clf.predict, files)
+    t_naive, naive = timed(naive_predict, clf, files)
+    agree = np.mean([p.label == n for p, n in zip(preds, naive)])
+
+    waves = [clf.frontend.prepare(f) for f in files]
+    feat = clf.frontend.feature
+
+    def batched() -> None:
+        for i in range(0, len(waves), 64):
+            with torch.no_grad():
+                feat(pad_batch(waves[i : i + 64])[0])
+
+    def per_clip_librosa() -> None:
+        for w in waves:
+            naive_features(w.numpy(), clf.sample_rate, feat)
+
+    t_feat, _ = timed(batched)
+    t_feat_naive, _ = timed(per_clip_librosa)
+    n = len(files)
+    print(f"| what | audioseq | naive per-file | ratio |\n|---|---|---|---|")
+    print(f"| predict {n} FSDD clips (clips/s) | {n / t_fast:,.0f} | {n / t_naive:,.0f} | {t_naive / t_fast:.1f}x |")
+    print(f"| log-mel features only (clips/s) | {n / t_feat:,.0f} | {n / t_feat_naive:,.0f} | {t_feat_naive / t_feat:.1f}x |")
+    print(f"\nlabels agreeing between the two pipelines: {agree:.3f}; torch threads {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Write a manifest CSV (path,label,split,group) for a folder of FSDD recordings.
+
+Usage: python scripts/fsdd_manifest.py RECORDINGS_DIR OUT.csv [--test-speakers a,b]
+
+Without --test-speakers the split is the dataset's official one (recording index 0-4 is
+test); with it, those speakers are the test split (leave-speakers-out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from pathlib import Path
+
+NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
+
+
+def rows(recordings: Path, test_speakers: set[str]) -> list[tuple[str, str, str, str]]:
+    out = []
+    for path in sorted(recordings.glob("*.wav")):
+        match = NAME.match(path.name)
+        if not match:
+            continue
+        digit, speaker, index = match.groups()
+        if test_speakers:
+            split = "test" if speaker in test_speakers else "train"
+        else:
+            split = "test" if int(index) < 5 else "train"
+        out.append((str(path.resolve()), digit, split, speaker))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recordings", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--test-speakers", default="")
+    args = parser.parse_args()
+    speakers = {s for s in args.test_speakers.split(",") if s}
+    table = rows(args.recordings, speakers)
+    if not table:
+        raise SystemExit(f"no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) in {args.recordings}")
+    with open(args.out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "split", "group"])
+        writer.writerows(table)
+    print(f"{args.out}: {len(table)} clips")
+
+
+if __name__ == "__main__":
+    main()
