@@ -102,15 +102,16 @@ def load_plugins() -> None:
             continue
         if pm.get_plugin(ep.name) is not None:
             continue
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            _dists[ep.name] = (dist.metadata["Name"], dist.version)
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
         except Exception as exc:
+            if _strict():
+                _state["loaded"] = False  # fail again on the next lookup instead of loading without it
             _fail(ep.name, exc, "failed to load")
-            continue
-        dist = getattr(ep, "dist", None)
-        if dist is not None:
-            _dists[ep.name] = (dist.metadata["Name"], dist.version)
     for module_name in DEFAULT_PLUGINS:
         if pm.get_plugin(module_name) is None:
             pm.register(importlib.import_module(module_name), name=module_name)

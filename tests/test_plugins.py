@@ -1,0 +1,625 @@
+"""Plugins: the hooks, entry-point discovery, fault tolerance, typed parameters, the
+``new-plugin`` scaffold and the plugin tutorial (docs/plugins.md).
+
+In-process tests register a throwaway plugin object and unregister it afterwards. Entry-point
+loading happens once per interpreter, so everything about discovery and its environment
+variables runs in a fresh interpreter against fake distributions written to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import Tensor, nn
+
+import audioseq
+from audioseq import hookimpl, hookspecs, plugins
+from audioseq.cli import cli as audioseq_cli
+from audioseq.errors import ParameterError, PluginError, UnknownComponentError
+from audioseq.hookspecs import Register
+from audioseq.scaffold import KINDS, ScaffoldError, package_name, render, scaffold_plugin
+from audioseq.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "plugins.md"
+SCRIPT = Path(sys.executable).with_name("audioseq")
+# The example plugin of each kind in docs/plugins.md.
+EXAMPLES = {"cell": "forget-gate", "feature": "energy-zcr", "dataset": "named-clips"}
+
+
+# --- a throwaway plugin, registered in-process ---------------------------------------------
+
+
+class TinyCell(nn.Module):
+    """An Elman step with a scaled recurrence.
+
+    Args:
+        scale: factor on the recurrent term.
+        squash: output nonlinearity.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, scale: float = 0.5, squash: Literal["tanh", "sigmoid"] = "tanh"
+    ) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.scale = scale
+        self.squash = squash
+        self.ih = nn.Linear(input_size, hidden_size)
+        self.hh = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def initial_state(self, batch_size: int, device: torch.device | str, dtype: torch.dtype) -> Tensor:
+        return torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        pre = self.ih(x_t) + self.scale * self.hh(state)
+        h = torch.tanh(pre) if self.squash == "tanh" else torch.sigmoid(pre)
+        return h, h
+
+
+class FrameStats(nn.Module):
+    """Log energy and mean magnitude of back-to-back frames, (B, N) → (B, T, 2).
+
+    Args:
+        frame_ms: frame length in milliseconds.
+    """
+
+    dim = 2
+
+    def __init__(self, sample_rate: int, frame_ms: float = 20.0) -> None:
+        super().__init__()
+        self.size = max(1, round(sample_rate * frame_ms / 1000))
+
+    def num_frames(self, num_samples: Tensor) -> Tensor:
+        return torch.as_tensor(num_samples, dtype=torch.long) // self.size
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        count = waveform.shape[-1] // self.size
+        frames = waveform[..., : count * self.size].reshape(*waveform.shape[:-1], count, self.size)
+        return torch.stack([frames.pow(2).mean(-1).clamp(min=1e-8).log(), frames.abs().mean(-1)], dim=-1)
+
+
+class ToneOrNoise:
+    """Tones and noise bursts at 8 kHz, ``per_class`` of each.
+
+    Args:
+        per_class: clips per label.
+    """
+
+    def __init__(self, root: str | None, per_class: int = 4) -> None:
+        rng = np.random.default_rng(0)
+        tone = np.sin(2 * math.pi * 440 * np.arange(2000) / 8000).astype(np.float32)
+        self.labels = ["noise", "tone"]
+        self._examples = [audioseq.Example((tone, 8000), "tone") for _ in range(per_class)] + [
+            audioseq.Example((rng.standard_normal(2000).astype(np.float32), 8000), "noise") for _ in range(per_class)
+        ]
+
+    def examples(self, split: str | None = None) -> Sequence[audioseq.Example]:
+        return [ex for ex in self._examples if split is None or ex.split == split]
+
+
+class Throwaway:
+    @hookimpl
+    def register_cells(self, register: Register) -> None:
+        register("throwaway-cell", TinyCell)
+
+    @hookimpl
+    def register_features(self, register: Register) -> None:
+        register("throwaway-feature", FrameStats)
+
+    @hookimpl
+    def register_datasets(self, register: Register) -> None:
+        register("throwaway-dataset", ToneOrNoise)
+
+
+class Impostor:
+    @hookimpl
+    def register_cells(self, register: Register) -> None:
+        register("throwaway-cell", TinyCell)
+
+
+@contextlib.contextmanager
+def registered(plugin: object, name: str) -> Iterator[None]:
+    plugins.pm.register(plugin, name=name)
+    plugins.refresh()
+    try:
+        yield
+    finally:
+        plugins.pm.unregister(name=name)
+        plugins.refresh()
+
+
+@pytest.fixture()
+def throwaway() -> Iterator[str]:
+    with registered(Throwaway(), "throwaway"):
+        yield "throwaway"
+
+
+def test_throwaway_components_are_registered_with_typed_parameters(throwaway: str) -> None:
+    assert "throwaway-cell" in audioseq.list_cells()
+    assert "throwaway-feature" in audioseq.list_features()
+    assert "throwaway-dataset" in audioseq.list_datasets()
+    assert plugins.get_component("cell", "throwaway-cell").plugin == throwaway
+    assert audioseq.component_params("cell", "throwaway-cell") == [
+        {"name": "scale", "type": "float", "default": 0.5, "choices": None, "help": "factor on the recurrent term."},
+        {"name": "squash", "type": "choice", "default": "tanh", "choices": ["tanh", "sigmoid"],
+         "help": "output nonlinearity."},
+    ]
+    assert [p["name"] for p in audioseq.component_params("feature", "throwaway-feature")] == ["frame_ms"]
+    assert len(audioseq.load_dataset("throwaway-dataset", None, {"per_class": "3"}).examples()) == 6
+
+
+def test_unregistering_removes_the_components() -> None:
+    with registered(Throwaway(), "throwaway"):
+        assert "throwaway-cell" in audioseq.list_cells()
+    assert "throwaway-cell" not in audioseq.list_cells()
+    assert "gru" in audioseq.list_cells()
+
+
+def test_plugins_command_lists_the_throwaway_plugin(throwaway: str) -> None:
+    result = CliRunner().invoke(audioseq_cli, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    entry = next(p for p in json.loads(result.stdout) if p["name"] == throwaway)
+    assert entry["hooks"] == ["register_cells", "register_datasets", "register_features"]
+    assert entry["error"] is None and entry["version"] is None
+    assert {(c["kind"], c["name"]) for c in entry["components"]} == {
+        ("cell", "throwaway-cell"), ("feature", "throwaway-feature"), ("dataset", "throwaway-dataset")}
+    cell = next(c for c in entry["components"] if c["kind"] == "cell")
+    assert cell["doc"] == "An Elman step with a scaled recurrence."
+    assert [p["name"] for p in cell["params"]] == ["scale", "squash"]
+    listing = CliRunner().invoke(audioseq_cli, ["plugins"])
+    assert "throwaway-cell" in listing.output and "scale: float = 0.5" in listing.output
+
+
+def test_a_model_trains_with_the_throwaway_cell_and_feature(throwaway: str) -> None:
+    data = audioseq.load_dataset("synthetic", None, {"per_class": 3, "max_seconds": 0.5})
+    config = TrainConfig(
+        feature="throwaway-feature", feature_params={"frame_ms": 10.0}, cell="throwaway-cell",
+        cell_params={"squash": "sigmoid"}, hidden_size=8, num_layers=1, bidirectional=False,
+        pooling="mean", augment=None, epochs=2, batch_size=8, device="cpu",
+    )
+    result = audioseq.train(data, config)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert all(math.isfinite(row["train_loss"]) for row in result.history)
+    cell = result.classifier.model.encoder.layers[0][0]
+    assert isinstance(cell, TinyCell) and cell.squash == "sigmoid"
+    prediction = result.classifier.predict([(np.sin(np.arange(4000) * 0.3).astype(np.float32), 8000)])[0]
+    assert prediction.label in data.labels
+
+
+def test_a_duplicate_name_names_both_plugins(throwaway: str) -> None:
+    with registered(Impostor(), "impostor"):
+        with pytest.raises(PluginError, match="'throwaway-cell'") as caught:
+            audioseq.list_cells()
+        assert "'throwaway'" in str(caught.value) and "'impostor'" in str(caught.value)
+
+
+def test_parameters_are_converted_and_checked(throwaway: str) -> None:
+    cell = plugins.build("cell", "throwaway-cell", 3, 4, params={"scale": "0.25", "squash": "sigmoid"})
+    assert cell.scale == 0.25 and cell.squash == "sigmoid"
+    with pytest.raises(ParameterError, match=r"throwaway-cell'\.scale: expected a number, got 'abc'"):
+        plugins.build("cell", "throwaway-cell", 3, 4, params={"scale": "abc"})
+    with pytest.raises(ParameterError, match="'relu' is not one of tanh, sigmoid"):
+        plugins.build("cell", "throwaway-cell", 3, 4, params={"squash": "relu"})
+    with pytest.raises(ParameterError, match="unknown parameter 'width'; known: scale, squash"):
+        plugins.build("cell", "throwaway-cell", 3, 4, params={"width": 2})
+
+
+# --- parameters and names on the command line ------------------------------------------------
+
+
+def _train(tmp_path: Path, *args: str) -> Any:
+    return CliRunner().invoke(
+        audioseq_cli, ["train", "--dataset", "synthetic", "--out", str(tmp_path / "m.safetensors"), *args]
+    )
+
+
+def test_a_badly_typed_cell_option_names_the_parameter(tmp_path: Path) -> None:
+    result = _train(tmp_path, "--cell", "lstm", "--cell-opt", "forget_bias=abc")
+    assert result.exit_code == 1
+    assert "ParameterError: cell 'lstm'.forget_bias: expected a number, got 'abc'" in result.output
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_an_unknown_feature_option_lists_the_known_ones(tmp_path: Path) -> None:
+    result = _train(tmp_path, "--features", "logmel", "--feature-opt", "foo=1")
+    assert result.exit_code == 1
+    assert "unknown parameter 'foo'; known: f_max, f_min, hop_ms, n_mels, win_ms" in result.output
+
+
+def test_an_option_without_a_value_is_refused(tmp_path: Path) -> None:
+    result = _train(tmp_path, "--cell-opt", "forget_bias")
+    assert result.exit_code == 1
+    assert "expected key=value, got 'forget_bias'" in result.output
+
+
+def test_an_unknown_component_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(UnknownComponentError) as caught:
+        plugins.get_component("feature", "nope")
+    assert caught.value.known == audioseq.list_features()
+    assert f"known features: {', '.join(audioseq.list_features())}." in str(caught.value)
+    result = _train(tmp_path, "--cell", "nope")
+    assert result.exit_code == 1
+    assert f"unknown cell 'nope'; known cells: {', '.join(audioseq.list_cells())}." in result.output
+
+
+def test_the_real_command_reports_a_bad_option_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(SCRIPT), "train", "--dataset", "synthetic", "--out", str(tmp_path / "m.safetensors"),
+         "--cell", "lstm", "--cell-opt", "forget_bias=abc"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == "Error: ParameterError: cell 'lstm'.forget_bias: expected a number, got 'abc'"
+
+
+# --- entry points, in a fresh interpreter --------------------------------------------------
+
+FAKE = '''
+from typing import Literal
+
+from audioseq import hookimpl
+
+
+def fake_cell(input_size: int, hidden_size: int, nonlinearity: Literal["tanh", "relu"] = "relu"):
+    """An Elman cell from an installed distribution.
+
+    Args:
+        nonlinearity: activation of the recurrence.
+    """
+    from audioseq.default_plugins.cells import RNNCell
+
+    return RNNCell(input_size, hidden_size, nonlinearity)
+
+
+@hookimpl
+def register_cells(register):
+    register("fake-cell", fake_cell)
+'''
+
+BROKEN = 'raise ImportError("this plugin needs libfoo, which is not installed")\n'
+
+RAISING = '''
+from audioseq import hookimpl
+
+
+@hookimpl
+def register_cells(register):
+    raise RuntimeError("the model zoo is unreachable")
+'''
+
+DUPLICATE = '''
+from audioseq import hookimpl
+from audioseq.default_plugins.cells import GRUCell
+
+
+@hookimpl
+def register_cells(register):
+    register("fake-cell", GRUCell)
+'''
+
+# Loads the plugins the environment allows and reports what `audioseq plugins` shows.
+PROBE = '''
+import json, warnings
+from click.testing import CliRunner
+from audioseq.cli import cli
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    as_json = CliRunner().invoke(cli, ["plugins", "--json"])
+listing = CliRunner().invoke(cli, ["plugins"])
+print(json.dumps({"warnings": [str(w.message) for w in caught], "codes": [as_json.exit_code, listing.exit_code],
+                  "plugins": json.loads(as_json.stdout), "listing": listing.stdout}))
+'''
+
+
+def fake_distribution(where: Path, entry: str, module: str, source: str, version: str) -> Path:
+    """A folder holding ``module`` and an installed-looking ``*.dist-info`` with an audioseq entry point."""
+    folder = where / entry
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
+    info = folder / f"audioseq_{entry}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: audioseq-{entry}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[audioseq]\n{entry} = {module}\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    where = tmp_path_factory.mktemp("dists")
+    return {
+        "fake": fake_distribution(where, "fake", "fake_plugin_mod", FAKE, "1.2.3"),
+        "broken": fake_distribution(where, "broken", "broken_plugin_mod", BROKEN, "0.1"),
+        "raising": fake_distribution(where, "raising", "raising_plugin_mod", RAISING, "0.2"),
+        "dup": fake_distribution(where, "dup", "dup_plugin_mod", DUPLICATE, "0.3"),
+    }
+
+
+def fresh(command: list[str], path: Sequence[Path], **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with only ``path`` added to sys.path and only the given AUDIOSEQ_* variables."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOSEQ_")}
+    environ.update(env, PYTHONPATH=os.pathsep.join(map(str, path)))
+    return subprocess.run(command, capture_output=True, text=True, env=environ, timeout=120)
+
+
+def probe(path: Sequence[Path], **env: str) -> dict[str, Any]:
+    proc = fresh([sys.executable, "-c", PROBE], path, **env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["codes"] == [0, 0]
+    report["by_name"] = {p["name"]: p for p in report["plugins"]}
+    return report
+
+
+def test_entry_points_load_and_failures_are_reported(dists: dict[str, Path]) -> None:
+    report = probe([dists["fake"], dists["broken"], dists["raising"]])
+    fake = report["by_name"]["fake"]
+    assert fake["version"] == "1.2.3" and fake["error"] is None
+    [component] = fake["components"]
+    assert (component["kind"], component["name"]) == ("cell", "fake-cell")
+    assert component["params"] == [{"name": "nonlinearity", "type": "choice", "default": "relu",
+                                     "choices": ["tanh", "relu"], "help": "activation of the recurrence."}]
+    broken, raising = report["by_name"]["broken"], report["by_name"]["raising"]
+    assert broken["error"] == "ImportError: this plugin needs libfoo, which is not installed"
+    assert broken["components"] == []
+    assert raising["error"] == "RuntimeError: the model zoo is unreachable"
+    assert any("'broken'" in w and "libfoo" in w for w in report["warnings"])
+    assert any("'raising'" in w and "register_cells" in w for w in report["warnings"])
+    assert "BROKEN: ImportError: this plugin needs libfoo" in report["listing"]
+    assert "fake 1.2.3" in report["listing"]
+    builtin = report["by_name"]["audioseq.default_plugins.cells"]
+    assert {c["name"] for c in builtin["components"]} == {"rnn", "lstm", "gru"}
+
+
+@pytest.mark.parametrize(
+    ("dist", "message"),
+    [("broken", "PluginError: plugin 'broken' failed to load: ImportError: this plugin needs libfoo"),
+     ("raising", "PluginError: plugin 'raising' hook register_cells raised: RuntimeError: the model zoo")],
+)
+def test_strict_mode_makes_a_failing_plugin_fatal(dists: dict[str, Path], dist: str, message: str) -> None:
+    proc = fresh([str(SCRIPT), "plugins"], [dists["fake"], dists[dist]], AUDIOSEQ_STRICT_PLUGINS="1")
+    assert proc.returncode == 1
+    assert message in proc.stderr
+
+
+def test_a_duplicate_across_distributions_names_both(dists: dict[str, Path]) -> None:
+    proc = fresh([str(SCRIPT), "plugins"], [dists["fake"], dists["dup"]])
+    assert proc.returncode == 1
+    assert re.search(r"PluginError: cell 'fake-cell' is registered twice: by plugin '(fake|dup)' and by plugin "
+                     r"'(fake|dup)'", proc.stderr)
+    assert "'fake'" in proc.stderr and "'dup'" in proc.stderr
+
+
+def test_an_empty_allow_list_loads_no_entry_points(dists: dict[str, Path]) -> None:
+    report = probe([dists["fake"], dists["broken"], dists["raising"]], AUDIOSEQ_LOAD_PLUGINS="")
+    assert report["warnings"] == []
+    assert all(name.startswith("audioseq.") for name in report["by_name"])
+    assert len(report["by_name"]) == 3
+    assert "gru" in report["listing"] and "synthetic" in report["listing"]
+
+
+def test_an_allow_list_loads_only_the_named_entry_points(dists: dict[str, Path]) -> None:
+    report = probe([dists["fake"], dists["broken"], dists["raising"]], AUDIOSEQ_LOAD_PLUGINS="fake")
+    assert report["warnings"] == []
+    assert {name for name in report["by_name"] if not name.startswith("audioseq.")} == {"fake"}
+    assert report["by_name"]["fake"]["version"] == "1.2.3"
+
+
+def test_help_does_not_import_torch() -> None:
+    code = (
+        "import json, sys\nfrom click.testing import CliRunner\nfrom audioseq.cli import cli\n"
+        "outputs = [CliRunner().invoke(cli, args).output for args in (['--help'], ['new-plugin', '--help'])]\n"
+        "print(json.dumps({'outputs': outputs, 'torch': sorted(m for m in sys.modules if m.split('.')[0] == 'torch')}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["torch"] == []
+    assert "new-plugin" in report["outputs"][0]
+    assert "--kind [cell|feature|dataset]" in report["outputs"][1]
+
+
+# --- the scaffold ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scaffold_writes_a_package_with_the_entry_point(tmp_path: Path, kind: str) -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    name = EXAMPLES[kind]
+    package = package_name(name)
+    target = scaffold_plugin(name, kind, tmp_path)
+    assert target == tmp_path / f"audioseq-{name}"
+    files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert files == sorted(["README.md", "pyproject.toml", f"{package}/__init__.py", f"tests/test_{package[9:]}.py"])
+    project = tomllib.loads((target / "pyproject.toml").read_text())
+    assert project["project"]["name"] == f"audioseq-{name}"
+    assert project["project"]["dependencies"] == [f"audioseq>={audioseq.__version__}"]
+    assert project["project"]["entry-points"]["audioseq"] == {name: package}
+    assert project["tool"]["setuptools"]["packages"] == [package]
+    assert f"--{'features' if kind == 'feature' else kind} {name}" in (target / "README.md").read_text()
+    for path in target.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+
+
+@pytest.mark.parametrize("name", ["Bad", "my_cell", "-cell", "cell-", "my--cell", "9lives", "", "zürich"])
+def test_scaffold_refuses_a_bad_name(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ScaffoldError, match="lowercase letters, digits and single hyphens"):
+        scaffold_plugin(name, "cell", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scaffold_refuses_an_existing_folder(tmp_path: Path) -> None:
+    target = tmp_path / "audioseq-mine"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(ScaffoldError, match="already exists"):
+        scaffold_plugin("mine", "cell", tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["audioseq-mine"]
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_scaffold_refuses_a_name_already_registered(tmp_path: Path) -> None:
+    with pytest.raises(ScaffoldError, match="cell 'gru' is already registered by plugin 'audioseq.default_plugins"):
+        scaffold_plugin("gru", "cell", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scaffold_reports_a_folder_it_cannot_create(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ScaffoldError, match="cannot create .*audioseq-mine"):
+        scaffold_plugin("mine", "cell", tmp_path / "file")
+
+
+def test_new_plugin_command(tmp_path: Path) -> None:
+    args = ["new-plugin", "mine", "--kind", "feature", "--dir", str(tmp_path)]
+    first = CliRunner().invoke(audioseq_cli, args)
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "audioseq-mine" / "audioseq_mine" / "__init__.py").is_file()
+    assert "pip install -e '.[test]'" in first.output
+    again = CliRunner().invoke(audioseq_cli, args)
+    assert again.exit_code == 1 and "already exists" in again.output
+    bad = CliRunner().invoke(audioseq_cli, ["new-plugin", "My_Plugin", "--dir", str(tmp_path)])
+    assert bad.exit_code == 2 and "Invalid value for NAME" in bad.output
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """The three example plugins scaffolded and pip-installed into a throwaway venv.
+
+    The venv reaches this interpreter's packages (audioseq, torch) through a .pth line, because
+    ``venv --system-site-packages`` would expose the base interpreter's packages instead; the
+    project's own environment is left unchanged.
+    """
+    where = tmp_path_factory.mktemp("scaffolded")
+    folders = {kind: scaffold_plugin(name, kind, where) for kind, name in EXAMPLES.items()}
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    parent = sysconfig.get_path("purelib")
+    (site / "_audioseq_parent.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
+    python = Path(sysconfig.get_path("scripts", vars={"base": str(venv), "platbase": str(venv)})) / "python"
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         *map(str, folders.values())],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return python, folders
+
+
+def _in_venv(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOSEQ_") and k != "PYTHONPATH"}
+    # Tiny models gain nothing from threads, and on shared cores the threads spin against each other.
+    environ["OMP_NUM_THREADS"] = "1"
+    command = [str(python), "-c", "from audioseq.cli import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=environ, timeout=300)
+
+
+def test_installed_scaffolds_are_discovered(installed: tuple[Path, dict[str, Path]]) -> None:
+    python, _ = installed
+    proc = _in_venv(python, "plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    by_name = {p["name"]: p for p in json.loads(proc.stdout)}
+    params = {"cell": ["forget_bias", "activation"], "feature": ["win_ms", "hop_ms", "log_floor"],
+              "dataset": ["separator", "group_field", "recursive"]}
+    for kind, name in EXAMPLES.items():
+        entry = by_name[name]
+        assert entry["version"] == "0.1.0" and entry["error"] is None
+        [component] = entry["components"]
+        assert (component["kind"], component["name"]) == (kind, name)
+        assert [p["name"] for p in component["params"]] == params[kind]
+        assert all(p["help"] for p in component["params"])
+
+
+def _named_clips(folder: Path) -> Path:
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    t = np.arange(2400) / 8000
+    for speaker in ("ann", "bob", "cy"):
+        for take in range(3):
+            sf.write(folder / f"tone_{speaker}_{take}.wav", 0.5 * np.sin(2 * math.pi * 440 * t), 8000)
+            sf.write(folder / f"noise_{speaker}_{take}.wav", 0.3 * rng.standard_normal(t.size), 8000)
+    return folder
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_installed_scaffold_trains_one_epoch(installed: tuple[Path, dict[str, Path]], kind: str, tmp_path: Path) -> None:
+    python, _ = installed
+    name = EXAMPLES[kind]
+    tiny = ["--hidden", "8", "--layers", "1", "--no-bidirectional", "--pooling", "mean", "--epochs", "1",
+            "--no-augment", "--batch-size", "8", "--out", str(tmp_path / "model.safetensors")]
+    data = ["--dataset", "synthetic", "--dataset-opt", "per_class=3", "--dataset-opt", "max_seconds=0.5"]
+    args = {
+        "cell": [*data, "--cell", name, "--cell-opt", "forget_bias=2", "--cell-opt", "activation=softsign"],
+        "feature": [*data, "--features", name, "--feature-opt", "hop_ms=5"],
+        "dataset": ["--dataset", name, "--data", str(_named_clips(tmp_path / "clips"))],
+    }[kind]
+    proc = _in_venv(python, "train", *args, *tiny)
+    assert proc.returncode == 0, proc.stderr
+    recipe = json.loads((tmp_path / "model.metrics.json").read_text())["recipe"]
+    if kind == "cell":
+        assert (recipe["cell"], recipe["cell_params"]) == (name, {"forget_bias": 2.0, "activation": "softsign"})
+    if kind == "feature":
+        assert (recipe["feature"], recipe["feature_params"]) == (name, {"hop_ms": 5.0})
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_generated_tests_pass(installed: tuple[Path, dict[str, Path]]) -> None:
+    python, folders = installed
+    proc = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(f / "tests") for f in folders.values())],
+        capture_output=True, text=True, timeout=300, cwd=next(iter(folders.values())).parent,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"\b\d+ passed\b", proc.stdout) and "skipped" not in proc.stdout
+
+
+# --- the tutorial ----------------------------------------------------------------------------
+
+TITLED_BLOCK = re.compile(r'^```(\w+) title="([^"]+)"\n(.*?)^```$', re.S | re.M)
+
+
+def _hookspecs() -> list[Any]:
+    return [fn for _, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "audioseq_spec")]
+
+
+def test_every_hook_is_documented_with_its_signature_and_docstring() -> None:
+    text = DOCS.read_text()
+    sections = {m.group(1): m.group(2) for m in re.finditer(r"^### (\S+?\(.*?\).*?)$\n(.*?)(?=^#|\Z)", text, re.S | re.M)}
+    assert _hookspecs(), "no hookspecs found"
+    for fn in _hookspecs():
+        heading = f"{fn.__name__}{str(inspect.signature(fn)).replace(chr(39), '')}"
+        assert heading in sections, f"docs/plugins.md has no heading '### {heading}'"
+        assert inspect.getdoc(fn) in sections[heading], f"the docstring of {fn.__name__} is not under its heading"
+
+
+def test_tutorial_code_is_what_new_plugin_writes() -> None:
+    blocks = TITLED_BLOCK.findall(DOCS.read_text())
+    untitled = re.findall(r"^```python\s*$", DOCS.read_text(), re.M)
+    assert untitled == [], "every python block in docs/plugins.md must be a generated file, with its title"
+    shown = set()
+    for _, title, body in blocks:
+        folder, relative = title.split("/", 1)
+        kind = next(k for k, name in EXAMPLES.items() if folder == f"audioseq-{name}")
+        assert body == render(EXAMPLES[kind], kind)[relative], f"{title} in docs/plugins.md differs from new-plugin's"
+        shown.add((kind, relative))
+    for kind, name in EXAMPLES.items():
+        assert (kind, f"{package_name(name)}/__init__.py") in shown
