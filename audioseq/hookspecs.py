@@ -16,9 +16,14 @@ Register = Callable[[str, Callable[..., Any]], None]
 def register_cells(register: Register) -> None:
     """Register recurrent cells: ``factory(input_size: int, hidden_size: int, **params) -> nn.Module``.
 
-    The module provides ``initial_state(batch_size, device, dtype)`` and
-    ``forward(x_t: (B, I), state) -> (h_t: (B, H), new_state)``; optionally
-    ``forward_sequence(x: (B, T, I), lengths: (B,), state) -> (outputs: (B, T, H), final_state)``.
+    The module provides ``initial_state(batch_size, device, dtype)`` returning the state (a
+    tensor or a tuple of tensors, batch first) and
+    ``forward(x_t: (B, I), state) -> (h_t: (B, H), new_state)``. Optionally:
+    ``forward_gates(x_t, state) -> (h_t, new_state, gates)`` with ``gate_names`` to expose gate
+    activations (B, H), and a whole-sequence fast path
+    ``forward_sequence(x: (B, T, I), lengths: (B,), state) -> (outputs: (B, T, H), final_state)``
+    equal to unrolling. Its state_dict must hold only floating-point tensors.
+    Check a cell with ``audioseq.testing.check_cell``.
     """
 
 

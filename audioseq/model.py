@@ -68,8 +68,9 @@ class TimePooling(nn.Module):
                 return torch.cat([last[:, :half], outputs[:, 0, half:]], dim=-1)
             return last
         if self.mode == "mean":
-            mask = length_mask(lengths, T).unsqueeze(-1).to(outputs.dtype)
-            return (outputs * mask).sum(1) / lengths.clamp(min=1).unsqueeze(1).to(outputs.dtype)
+            valid = length_mask(lengths, T).unsqueeze(-1)
+            total = torch.where(valid, outputs, torch.zeros_like(outputs)).sum(1)
+            return total / lengths.clamp(min=1).unsqueeze(1).to(outputs.dtype)
         w = self.weights(outputs, lengths)
         return torch.bmm(w.unsqueeze(1), outputs).squeeze(1)
 
@@ -108,11 +109,12 @@ class SequenceClassifier(nn.Module):
 
     def normalise(self, frames: Tensor, lengths: Tensor) -> Tensor:
         """Utterance mean removal (masked) then the stored global standardisation; padding → 0."""
-        mask = length_mask(lengths.to(frames.device), frames.shape[1]).unsqueeze(-1).to(frames.dtype)
+        valid = length_mask(lengths.to(frames.device), frames.shape[1]).unsqueeze(-1)
+        frames = torch.where(valid, frames, torch.zeros_like(frames))  # padding may hold anything
         if self.config.utterance_norm:
-            mean = (frames * mask).sum(1, keepdim=True) / lengths.clamp(min=1).view(-1, 1, 1).to(frames)
-            frames = frames - mean
-        return self.norm(frames) * mask
+            frames = frames - frames.sum(1, keepdim=True) / lengths.clamp(min=1).view(-1, 1, 1).to(frames)
+        normed = self.norm(frames)
+        return torch.where(valid, normed, torch.zeros_like(normed))
 
     def encode(self, frames: Tensor, lengths: Tensor) -> Tensor:
         """Raw frames (B, T, F) → encoder outputs (B, T, D·H)."""

@@ -56,10 +56,17 @@ class Frontend(nn.Module):
         n = getattr(self.feature, "min_samples", None)
         if n is not None:
             return int(n)
-        lo = 1
-        while int(self.feature.num_frames(torch.tensor([lo]))[0]) < 1:
-            lo *= 2
-        return lo
+        def frames(n: int) -> int:
+            return int(self.feature.num_frames(torch.tensor([n]))[0])
+
+        hi = 1
+        while frames(hi) < 1:
+            hi *= 2
+        lo = hi // 2  # frames(lo) < 1 ≤ frames(hi): bisect for the fewest samples
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if frames(mid) >= 1 else (mid, hi)
+        return hi
 
     def prepare(self, source: Any, name: str | None = None) -> Tensor:
         """Decode, mix down, resample, preprocess and check one clip → (N,) float32."""

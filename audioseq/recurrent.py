@@ -62,7 +62,7 @@ def unroll(cell: nn.Module, x: Tensor, lengths: Tensor, state: State | None = No
         h, new_state = cell(x[:, t], state)
         mask = t < lengths
         state = select_state(mask, new_state, state)
-        outputs.append(h * mask.unsqueeze(1).to(h.dtype))
+        outputs.append(torch.where(mask.unsqueeze(1), h, torch.zeros_like(h)))  # inf·0 would be NaN
     if not outputs:
         return x.new_zeros(B, 0, getattr(cell, "hidden_size", 0)), state
     return torch.stack(outputs, dim=1), state

@@ -37,6 +37,12 @@ class _Framed(nn.Module):
         """Samples needed for one frame."""
         return self.n_fft
 
+    def _no_frames(self, waveform: Tensor) -> Tensor | None:
+        """(B, 0, dim) for clips shorter than one frame, where the STFT would fail."""
+        if waveform.shape[-1] >= self.n_fft:
+            return None
+        return waveform.new_zeros(*waveform.shape[:-1], 0, self.dim)
+
     def num_frames(self, num_samples: Tensor) -> Tensor:
         """Exact frame count for clips of ``num_samples`` (LongTensor, any shape)."""
         n = torch.as_tensor(num_samples, dtype=torch.long)
@@ -80,6 +86,9 @@ class LogMel(_Framed):
         )
 
     def forward(self, waveform: Tensor) -> Tensor:
+        empty = self._no_frames(waveform)
+        if empty is not None:
+            return empty
         return torch.log(self.mel(waveform).clamp(min=_LOG_FLOOR)).transpose(-1, -2)
 
 
@@ -112,6 +121,9 @@ class MFCC(LogMel):
         self.register_buffer("dct", torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho"))
 
     def forward(self, waveform: Tensor) -> Tensor:
+        empty = self._no_frames(waveform)
+        if empty is not None:
+            return empty
         return super().forward(waveform) @ self.dct
 
 
@@ -131,6 +143,9 @@ class LogSpectrogram(_Framed):
         )
 
     def forward(self, waveform: Tensor) -> Tensor:
+        empty = self._no_frames(waveform)
+        if empty is not None:
+            return empty
         return torch.log(self.spec(waveform).clamp(min=_LOG_FLOOR)).transpose(-1, -2)
 
 

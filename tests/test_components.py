@@ -1,0 +1,362 @@
+"""Every registered cell, feature and dataset against its contract, and the contract checks themselves.
+
+The component lists are read from the registries at collection time, so an installed plugin's
+components are tested here without a line of test code of their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import socket
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+import audioseq
+from audioseq.classifier import Classifier
+from audioseq.dataset import Example
+from audioseq.default_plugins.cells import GRUCell, RNNCell
+from audioseq.default_plugins.datasets import SyntheticDataset
+from audioseq.default_plugins.features import LogMel
+from audioseq.model import NetworkConfig
+from audioseq.plugins import build, get_component
+from audioseq.recurrent import RecurrentEncoder, make_cell, unroll
+from audioseq.spec import ModelSpec
+from audioseq.testing import ContractError, check_cell, check_dataset, check_feature
+
+CELLS = audioseq.list_cells()
+FEATURES = audioseq.list_features()
+DATASETS = audioseq.list_datasets()
+BUILTIN_CELLS = ("rnn", "lstm", "gru")
+RATE = 8000
+FSDD = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fsdd" / "recordings"
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny networks, one thread
+
+
+# -- every registered component keeps its contract ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_cell_contract(name: str) -> None:
+    check_cell(get_component("cell", name).factory)
+
+
+@pytest.mark.parametrize("name", FEATURES)
+def test_feature_contract(name: str) -> None:
+    check_feature(get_component("feature", name).factory, sample_rate=16000)
+
+
+def _write_clips(folder: Path, count: int, seed: int) -> list[Path]:
+    """``count`` short noisy tones as 16-bit WAVs (0.1-0.3 s at 8 kHz)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        n = int(rng.integers(RATE // 10, 3 * RATE // 10))
+        wave = 0.5 * np.sin(2 * math.pi * rng.uniform(200, 2000) * np.arange(n) / RATE) + 0.01 * rng.standard_normal(n)
+        path = folder / f"clip{i}.wav"
+        sf.write(path, wave.astype(np.float32), RATE, subtype="PCM_16")
+        paths.append(path)
+    return paths
+
+
+def _folder_root(tmp_path: Path) -> str:
+    for split_index, split in enumerate(("train", "valid")):
+        for label_index, label in enumerate(("no", "yes")):
+            _write_clips(tmp_path / "data" / split / label, 2, 10 * split_index + label_index)
+    return str(tmp_path / "data")
+
+
+def _manifest_root(tmp_path: Path) -> str:
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "split", "group"])
+        for i, path in enumerate(_write_clips(tmp_path / "clips", 6, 0)):
+            split = ("train", "test", "")[i % 3]
+            writer.writerow([path.relative_to(tmp_path).as_posix(), ("up", "down")[i % 2], split, f"speaker{i // 3}"])
+    return str(manifest)
+
+
+def _fsdd_root(tmp_path: Path) -> str:
+    if not FSDD.is_dir():
+        pytest.skip(f"the FSDD recordings are not at {FSDD.resolve()}")
+    return str(FSDD)
+
+
+ROOTS: dict[str, Callable[[Path], str]] = {"folder": _folder_root, "manifest": _manifest_root, "fsdd": _fsdd_root}
+DATASET_PARAMS: dict[str, dict[str, Any]] = {"synthetic": {"per_class": 4}}
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing downloads at test time: a dataset that would fetch its files without a root fails fast instead."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError("network access is disabled in the tests")
+
+    monkeypatch.setenv("AUDIOSEQ_OFFLINE", "1")
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.usefixtures("offline")
+def test_dataset_contract(name: str, tmp_path: Path) -> None:
+    factory = get_component("dataset", name).factory
+    params = DATASET_PARAMS.get(name, {})
+    if name in ROOTS:
+        root: str | None = ROOTS[name](tmp_path)
+    else:
+        root = None
+        try:
+            factory(None, **params)
+        except Exception as exc:
+            pytest.skip(f"dataset {name!r} needs a root this test cannot know ({type(exc).__name__}: {exc})")
+    check_dataset(factory, root, **params)
+
+
+# -- properties of the engine around the cells --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", BUILTIN_CELLS)
+def test_fused_fast_path_equals_unrolling_in_a_bidirectional_stack(name: str) -> None:
+    torch.manual_seed(0)
+    encoder = RecurrentEncoder(name, 6, 8, num_layers=2, bidirectional=True).eval()
+    assert all(hasattr(cell, "forward_sequence") for layer in encoder.layers for cell in layer)
+    x, lengths = torch.randn(4, 12, 6), torch.tensor([12, 5, 1, 9])
+    results = []
+    for fast in (True, False):
+        encoder.use_fast_path = fast
+        encoder.zero_grad()
+        out = encoder(x, lengths)  # (B, T, 2H)
+        (out * torch.linspace(-1, 1, 16)).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in encoder.parameters()]))
+    (fast_out, fast_grads), (slow_out, slow_grads) = results
+    assert fast_out.shape == (4, 12, 16)
+    assert float((fast_out - slow_out).abs().max()) <= 1e-5
+    assert float(fast_out[1, 5:].abs().max()) == 0 and float(fast_out[2, 1:].abs().max()) == 0
+    assert max(float((a - b).abs().max()) for a, b in zip(fast_grads, slow_grads)) <= 1e-4
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_classifier_save_load_round_trip(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    dim = build("feature", "logmel", RATE).dim
+    network = NetworkConfig(input_size=dim, num_classes=3, cell=name, hidden_size=8, num_layers=2, dropout=0.0)
+    classifier = Classifier(ModelSpec(labels=["a", "b", "c"], sample_rate=RATE, network=network, feature="logmel"))
+    with torch.no_grad():  # trained statistics must travel with the weights
+        classifier.model.norm.mean.normal_()
+        classifier.model.norm.std.uniform_(0.5, 2.0)
+    path = tmp_path / f"{name}.safetensors"
+    classifier.save(path)
+    loaded = audioseq.load(path)
+    assert loaded.spec.network == network and loaded.labels == ["a", "b", "c"]
+    frames, lengths = torch.randn(3, 20, dim), torch.tensor([20, 7, 1])
+    assert torch.equal(classifier.probabilities(frames, lengths), loaded.probabilities(frames, lengths))
+    wave = np.sin(2 * math.pi * 440 * np.arange(RATE // 2) / RATE).astype(np.float32)
+    before, after = classifier.predict([(wave, RATE)])[0], loaded.predict([(wave, RATE)])[0]
+    assert before.ok and before.probabilities == after.probabilities
+
+
+@pytest.mark.parametrize("name", CELLS)
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 20), min_size=1, max_size=6), seed=st.integers(0, 2**16))
+def test_padding_is_invisible(name: str, lengths: list[int], seed: int) -> None:
+    """Outputs past each length are exactly zero; each final state equals that sequence unrolled alone.
+
+    In float64: float32 rounding differs between batch shapes and grows through the recurrence.
+    """
+    torch.manual_seed(seed)
+    cell = make_cell(name, 3, 4).double().eval()
+    B, T = len(lengths), max(lengths)
+    x = torch.randn(B, T, 3, dtype=torch.float64)
+    lengths_t = torch.tensor(lengths)
+    padded = torch.arange(T).unsqueeze(0) >= lengths_t.unsqueeze(1)  # (B, T)
+    paths = [unroll(cell, x, lengths_t)]
+    if hasattr(cell, "forward_sequence"):
+        paths.append(cell.forward_sequence(x, lengths_t, cell.initial_state(B, "cpu", torch.float64)))
+    with torch.no_grad():
+        for out, final in paths:
+            assert bool((out[padded] == 0).all())
+            for b, n in enumerate(lengths):
+                alone_out, alone_state = unroll(cell, x[b : b + 1, :n], lengths_t[b : b + 1])
+                assert float((out[b, :n] - alone_out[0]).abs().max()) <= 1e-5
+                for mine, ref in zip(_leaves(final), _leaves(alone_state)):
+                    assert float((mine[b] - ref[0]).abs().max()) <= 1e-5
+
+
+def _leaves(state: Any) -> list[Tensor]:
+    return [state] if isinstance(state, Tensor) else [t for part in state for t in _leaves(part)]
+
+
+# -- the checks catch what they promise to catch --------------------------------------------------
+
+
+class TanhCell(nn.Module):
+    """A minimal Elman cell that keeps the contract; the broken cells below each change one thing."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.linear = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def initial_state(self, batch_size: int, device: torch.device | str, dtype: torch.dtype) -> Tensor:
+        return torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.tanh(self.linear(torch.cat([x_t, state], dim=-1)))
+        return h, h
+
+
+class BatchMeanCell(TanhCell):
+    """Adds the batch mean of the input: a clip's result depends on the rest of its batch."""
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return super().forward(x_t + x_t.mean(0, keepdim=True), state)
+
+
+class UnmaskedFastPathCell(GRUCell):
+    """A whole-sequence path that ignores the lengths."""
+
+    def forward_sequence(self, x: Tensor, lengths: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return unroll(self, x, torch.full_like(lengths, x.shape[1]), state)
+
+
+class InPlaceCell(TanhCell):
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h, _ = super().forward(x_t, state)
+        return h, state.mul_(0.5).add_(h)
+
+
+class UnusedWeightCell(TanhCell):
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.spare = nn.Parameter(torch.ones(hidden_size))
+
+
+class PlainAttributeCell(TanhCell):
+    """Keeps a random offset outside the state_dict, so a loaded copy computes something else."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.offset = torch.randn(hidden_size)
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h, _ = super().forward(x_t, state)
+        return h + self.offset, h + self.offset
+
+
+class NarrowGateCell(TanhCell):
+    gate_names = ("drive",)
+
+    def forward_gates(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        h, new_state = self(x_t, state)
+        return h, new_state, {"drive": h[:, :1]}
+
+
+def untyped_cell(input_size: int, hidden_size: int, scale=1.0) -> nn.Module:  # noqa: ANN001
+    return RNNCell(input_size, hidden_size)
+
+
+def test_check_cell_passes_a_cell_that_keeps_the_contract() -> None:
+    check_cell(TanhCell, input_size=2, hidden_size=3)
+
+
+@pytest.mark.parametrize(
+    "factory, check",
+    [
+        (BatchMeanCell, "padding leaked into the state"),
+        (UnmaskedFastPathCell, "forward_sequence output past the length"),
+        (InPlaceCell, "state modified in place"),
+        (UnusedWeightCell, "gradients"),
+        (PlainAttributeCell, "model file round trip"),
+        (NarrowGateCell, "gate activations"),
+        (untyped_cell, "parameters"),
+    ],
+)
+def test_check_cell_names_the_broken_property(factory: Callable[..., nn.Module], check: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        check_cell(factory)
+    assert caught.value.check == check
+    assert " — " in str(caught.value) and caught.value.fix
+
+
+class OffByOneFeature(LogMel):
+    def num_frames(self, num_samples: Tensor) -> Tensor:
+        return super().num_frames(num_samples) + (torch.as_tensor(num_samples) >= self.n_fft).long()
+
+
+class BatchNormalisedFeature(LogMel):
+    """Subtracts the mean over the whole batch: padding and neighbours change every frame."""
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        frames = super().forward(waveform)
+        return frames - frames.mean(dim=(0, 1), keepdim=True)
+
+
+class UnflooredFeature(LogMel):
+    def forward(self, waveform: Tensor) -> Tensor:
+        return torch.log(self.mel(waveform)).transpose(-1, -2)
+
+
+@pytest.mark.parametrize(
+    "factory, check",
+    [(OffByOneFeature, "frame count"), (BatchNormalisedFeature, "batch consistency"), (UnflooredFeature, "silence")],
+)
+def test_check_feature_names_the_broken_property(factory: Callable[..., nn.Module], check: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        check_feature(factory, sample_rate=RATE)
+    assert caught.value.check == check
+
+
+class UnlistedLabelDataset(SyntheticDataset):
+    def __init__(self, root: str | None = None) -> None:
+        super().__init__(root, per_class=2)
+        self.labels = self.labels[1:]
+
+
+class IgnoresSplitDataset(SyntheticDataset):
+    def __init__(self, root: str | None = None) -> None:
+        super().__init__(root, per_class=2)
+
+    def examples(self, split: str | None = None) -> list[Example]:
+        return list(super().examples())
+
+
+class ReshuffledDataset(SyntheticDataset):
+    def __init__(self, root: str | None = None) -> None:
+        super().__init__(root, per_class=2, seed=int(np.random.default_rng().integers(1 << 30)))
+
+
+@pytest.mark.parametrize(
+    "factory, check",
+    [(UnlistedLabelDataset, "example label"), (IgnoresSplitDataset, "split subset"), (ReshuffledDataset, "determinism")],
+)
+def test_check_dataset_names_the_broken_property(factory: Callable[..., Any], check: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        check_dataset(factory, None)
+    assert caught.value.check == check
+
+
+def test_checks_leave_the_callers_random_stream_and_threads_alone() -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        check_cell(get_component("cell", "gru").factory, hidden_size=3)
+        assert torch.equal(torch.rand(3), expected)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
