@@ -123,6 +123,10 @@ def _decode(examples: Sequence[Example], frontend: Frontend, desc: str) -> tuple
 class _RawFrontend(Frontend):
     """Decode and resample only; preprocessing happens per epoch after augmentation."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_workers = False  # workers return waveforms; frames are made per batch, after augmentation
+
     def prepare(self, source: Any, name: str | None = None) -> torch.Tensor:
         from .audio import read_audio
 
@@ -191,7 +195,8 @@ class Trainer:
 
     def _frames(self, waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            return self.frontend(waves)
+            frames, lengths = self.frontend(waves)
+        return frames.to(self.device), lengths.to(self.device)
 
     def fit_normalisation(self) -> None:
         """Per-dimension mean and std of the (utterance-normalised) clean training frames."""
