@@ -9,6 +9,7 @@ frequency masks. All randomness comes from the generator passed in, so a seeded 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -29,6 +30,10 @@ class Augment:
         snr_db: (low, high) signal-to-noise ratio range in dB.
         pad_p: probability of padding quiet noise (up to ``pad_seconds``) on each side.
         pad_seconds: longest padding, in seconds.
+        stretch: (low, high) range of tempo change applied to the frames (duration × factor),
+            drawn log-uniformly; people say the same word fast or slow.
+        warp: (low, high) range of a stretch of the feature axis around its first bin, as
+            vocal-tract length perturbation does for mel bands (keep (1, 1) for cepstra).
         time_masks: SpecAugment time masks per clip, each up to ``time_mask_frac`` of its frames.
         time_mask_frac: longest time mask as a fraction of the clip's frames.
         freq_masks: SpecAugment frequency masks per clip, each up to ``freq_mask_width`` bins.
@@ -41,6 +46,8 @@ class Augment:
     snr_db: tuple[float, float] = (10.0, 40.0)
     pad_p: float = 0.5
     pad_seconds: float = 0.5
+    stretch: tuple[float, float] = (0.7, 1.4)
+    warp: tuple[float, float] = (1.0, 1.0)
     time_masks: int = 2
     time_mask_frac: float = 0.1
     freq_masks: int = 2
@@ -80,8 +87,49 @@ class Augment:
             out[i] = w * gain
         return out
 
-    def frames(self, frames: Tensor, lengths: Tensor, g: torch.Generator) -> Tensor:
-        """SpecAugment on normalised frames (B, T, F): masked values become 0 (the mean)."""
+    def frames(self, frames: Tensor, lengths: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Tempo stretch then SpecAugment on normalised frames (B, T, F), lengths (B,).
+
+        Returns the new frames and lengths; masked values become 0 (the mean).
+        """
+        frames, lengths = self.stretch_frames(frames, lengths, g)
+        frames = self.warp_bins(frames, g)
+        return self.mask(frames, lengths, g), lengths
+
+    def warp_bins(self, frames: Tensor, g: torch.Generator) -> Tensor:
+        """Stretch each clip's feature axis by a random factor: bin f reads bin f / factor."""
+        lo, hi = self.warp
+        B, T, F = frames.shape
+        factors = torch.empty(B).uniform_(lo, hi, generator=g)
+        if lo == hi == 1.0:
+            return frames
+        src = (torch.arange(F).view(1, F) / factors.view(B, 1)).clamp(max=F - 1)  # (B, F)
+        left = src.floor().long()
+        right = (left + 1).clamp(max=F - 1)
+        w = (src - left).to(frames.device, frames.dtype).unsqueeze(1)  # (B, 1, F)
+
+        def bins(idx: Tensor) -> Tensor:
+            return frames.gather(2, idx.unsqueeze(1).expand(B, T, F).to(frames.device))
+
+        return bins(left) * (1 - w) + bins(right) * w
+
+    def stretch_frames(self, frames: Tensor, lengths: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Resample each clip's frames in time by a random factor (linear interpolation)."""
+        lo, hi = self.stretch
+        B = frames.shape[0]
+        factors = torch.exp(torch.empty(B).uniform_(math.log(lo), math.log(hi), generator=g))
+        if lo == hi == 1.0:
+            return frames, lengths
+        new_lengths = (lengths.float() * factors).round().long().clamp(min=1)
+        out = frames.new_zeros(B, int(new_lengths.max()), frames.shape[2])
+        for b in range(B):
+            clip = frames[b, : int(lengths[b])].T.unsqueeze(0)  # (1, F, T)
+            n = int(new_lengths[b])
+            out[b, :n] = torch.nn.functional.interpolate(clip, size=n, mode="linear", align_corners=True)[0].T
+        return out, new_lengths
+
+    def mask(self, frames: Tensor, lengths: Tensor, g: torch.Generator) -> Tensor:
+        """SpecAugment time and frequency masks on (B, T, F); masked values become 0."""
         B, T, F = frames.shape
         keep = torch.ones(B, T, F, dtype=torch.bool)
         t = torch.arange(T).view(1, T)

@@ -71,25 +71,32 @@ def cli() -> None:
 @click.option("--cell-opt", multiple=True, metavar="K=V", help="Cell parameter (repeatable).")
 @click.option("--feature-opt", multiple=True, metavar="K=V", help="Feature parameter (repeatable).")
 @click.option("--dataset-opt", multiple=True, metavar="K=V", help="Dataset parameter (repeatable).")
+@click.option("--augment-opt", multiple=True, metavar="K=V", help="Augmentation setting, e.g. warp=0.9,1.1.")
+@click.option("--preprocess-opt", multiple=True, metavar="K=V", help="Preprocessing setting, e.g. trim_db=35.")
 @_friendly
 def train(**o: Any) -> None:
     """Train a classifier and write it as one .safetensors file (plus FILE.metrics.json)."""
     from . import plugins
     from .augment import Augment
     from .evaluation import load_dataset
-    from .params import validate
+    from .params import dataclass_params, validate
+    from .preprocess import Preprocess
     from .training import TrainConfig, train as run_training
 
     cell_params = validate(plugins.component_params("cell", o["cell"]), _opts(o["cell_opt"]), f"cell {o['cell']!r}")
     feature_params = validate(
         plugins.component_params("feature", o["feature"]), _opts(o["feature_opt"]), f"feature {o['feature']!r}"
     )
+    augment = Augment(**validate(dataclass_params(Augment), _opts(o["augment_opt"]), "augment"))
+    preprocess = Preprocess(**validate(dataclass_params(Preprocess), _opts(o["preprocess_opt"]), "preprocess"))
+    if o["augment_opt"] and not o["augment"]:
+        raise click.UsageError("--augment-opt conflicts with --no-augment")
     dataset = load_dataset(o["dataset_name"], o["data_path"], _opts(o["dataset_opt"]))
     config = TrainConfig(
         feature=o["feature"], feature_params=feature_params, cell=o["cell"], cell_params=cell_params,
         hidden_size=o["hidden"], num_layers=o["layers"], bidirectional=o["bidirectional"],
-        pooling=o["pooling"], dropout=o["dropout"], sample_rate=o["sample_rate"],
-        augment=Augment() if o["augment"] else None, epochs=o["epochs"], patience=o["patience"],
+        pooling=o["pooling"], dropout=o["dropout"], sample_rate=o["sample_rate"], preprocess=preprocess,
+        augment=augment if o["augment"] else None, epochs=o["epochs"], patience=o["patience"],
         batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"], device=o["device"],
     )
     result = run_training(dataset, config, out=o["out"], resume=o["resume"])
@@ -256,6 +263,15 @@ def info(model: str, as_json: bool) -> None:
         m = clf.metrics.get(split)
         if m:
             click.echo(f"  {split} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+
+
+from .scaffold import new_plugin as _new_plugin_command
+
+cli.add_command(_new_plugin_command, name="new-plugin")
+
+
+from .app_command import app as _app_command
+cli.add_command(_app_command)
 
 
 def main() -> None:

@@ -94,7 +94,7 @@ def _param_docs(factory: Callable[..., Any]) -> dict[str, str]:
     in_args = False
     for line in doc.splitlines():
         stripped = line.strip()
-        if stripped.rstrip(":") in ("Args", "Arguments", "Parameters", "Params"):
+        if stripped.rstrip(":") in ("Args", "Arguments", "Parameters", "Params", "Attributes"):
             in_args = True
             continue
         if in_args:
@@ -141,6 +141,17 @@ def declared_params(factory: Callable[..., Any], n_positional: int) -> list[Para
             )
         out.append(Param(p.name, hints[p.name], p.default, docs.get(p.name, "")))
     return out
+
+
+def dataclass_params(cls: type) -> list[Param]:
+    """The fields of a settings dataclass as parameters (help from its ``Attributes:`` section)."""
+    hints = typing.get_type_hints(cls)
+    docs = _param_docs(cls)
+    return [
+        Param(f.name, hints[f.name], f.default, docs.get(f.name, ""))
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING
+    ]
 
 
 def _convert(tp: Any, value: Any, name: str) -> Any:

@@ -7,7 +7,9 @@
   recording of the same words looks.
 
 Usage: python benchmarks/fsdd_speakers.py [--recipe JSON] [--speakers a,b] [--out results.json]
-The recipe is TrainConfig keyword arguments as JSON (default: the defaults).
+The recipe is TrainConfig keyword arguments as JSON (default: the defaults). Validation clips
+come from every training speaker, as in scripts/train_digits.sh; --group-validation holds
+one training speaker out for validation instead.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from common import FSDD, fsdd_files
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
 
 
-def examples(test_speakers: set[str] | None = None) -> list[Example]:
+def examples(test_speakers: set[str] | None = None, groups: bool = False) -> list[Example]:
+    """FSDD examples; with ``groups`` the speaker is the group, so validation holds a speaker out."""
     out = []
     for f in fsdd_files():
         digit, speaker, index = NAME.search(f).groups()
         test = speaker in test_speakers if test_speakers else int(index) < 5
-        out.append(Example(f, digit, "test" if test else "train", speaker))
+        out.append(Example(f, digit, "test" if test else "train", speaker if groups else None))
     return out
 
 
@@ -73,12 +76,13 @@ def main() -> None:
     parser.add_argument("--speakers", default="george,jackson,lucas,nicolas,theo")
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--group-validation", action="store_true")
     args = parser.parse_args()
     recipe = json.loads(args.recipe)
     results: dict = {"recipe": recipe, "data": str(FSDD)}
     if not args.skip_official:
         start = time.perf_counter()
-        exs = examples()
+        exs = examples(groups=args.group_validation)
         res = train(exs, make_config(recipe))
         test = [e for e in exs if e.split == "test"]
         results["official"] = {
@@ -91,7 +95,7 @@ def main() -> None:
         print("official", results["official"], flush=True)
     loso = {}
     for speaker in [s for s in args.speakers.split(",") if s]:
-        res = train(examples({speaker}), make_config(recipe))
+        res = train(examples({speaker}, args.group_validation), make_config(recipe))
         loso[speaker] = res.metrics["test"]["accuracy"]
         print(f"unseen speaker {speaker}: {loso[speaker]:.4f}", flush=True)
     if loso:

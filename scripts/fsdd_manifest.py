@@ -3,7 +3,9 @@
 Usage: python scripts/fsdd_manifest.py RECORDINGS_DIR OUT.csv [--test-speakers a,b]
 
 Without --test-speakers the split is the dataset's official one (recording index 0-4 is
-test); with it, those speakers are the test split (leave-speakers-out).
+test); with it, those speakers are the test split (leave-speakers-out). The group column
+holds the speaker unless --no-groups is given; training then draws its validation clips from
+every training speaker instead of holding one speaker out.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 NAME = re.compile(r"^(\d)_([a-z]+)_(\d+)\.wav$")
 
 
-def rows(recordings: Path, test_speakers: set[str]) -> list[tuple[str, str, str, str]]:
+def rows(recordings: Path, test_speakers: set[str], groups: bool = True) -> list[tuple[str, str, str, str]]:
     out = []
     for path in sorted(recordings.glob("*.wav")):
         match = NAME.match(path.name)
@@ -27,7 +29,7 @@ def rows(recordings: Path, test_speakers: set[str]) -> list[tuple[str, str, str,
             split = "test" if speaker in test_speakers else "train"
         else:
             split = "test" if int(index) < 5 else "train"
-        out.append((str(path.resolve()), digit, split, speaker))
+        out.append((str(path.resolve()), digit, split, speaker if groups else ""))
     return out
 
 
@@ -36,9 +38,10 @@ def main() -> None:
     parser.add_argument("recordings", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--test-speakers", default="")
+    parser.add_argument("--no-groups", action="store_true")
     args = parser.parse_args()
     speakers = {s for s in args.test_speakers.split(",") if s}
-    table = rows(args.recordings, speakers)
+    table = rows(args.recordings, speakers, groups=not args.no_groups)
     if not table:
         raise SystemExit(f"no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) in {args.recordings}")
     with open(args.out, "w", newline="") as fh:
