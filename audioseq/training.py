@@ -254,7 +254,8 @@ class Trainer:
             frames, lengths = self._frames([self._clean(w) for w in waves])
             x = self.model.normalise(frames, lengths)
             if cfg.augment:
-                x = cfg.augment.frames(x, lengths.cpu(), g)
+                x, lengths = cfg.augment.frames(x, lengths.cpu(), g)
+                x, lengths = x.to(self.device), lengths.to(self.device)
             logits = self.model.classify(x, lengths)
             loss = F.cross_entropy(logits, self.train_targets[idx].to(self.device), label_smoothing=cfg.label_smoothing)
             for group in self.optimizer.param_groups:
