@@ -43,9 +43,11 @@ __all__ = [
     "ParameterError",
     "PluginError",
     "Prediction",
+    "TrainConfig",
     "UnknownComponentError",
     "UnreadableAudioError",
     "__version__",
+    "audio_info",
     "bundled_models",
     "component_params",
     "evaluate",
@@ -64,6 +66,7 @@ _LAZY = {
     "load": "classifier",
     "bundled_models": "classifier",
     "Example": "dataset",
+    "audio_info": "audio",
     "Inspection": "inspection",
     "train": "training",
     "TrainConfig": "training",
@@ -73,6 +76,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .classifier import Classifier, Prediction, bundled_models, load
+    from .audio import audio_info
     from .dataset import Example
     from .evaluation import evaluate, load_dataset
     from .inspection import Inspection

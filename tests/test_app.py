@@ -1,0 +1,460 @@
+"""The Streamlit app through ``AppTest``: every page, bad uploads, model switching, teaching.
+
+Uploads and recordings go through AppTest's own ``file_uploader`` and ``audio_input``
+support, so the pages run exactly as in a browser session. The ``audioseq app`` launcher is
+tested with a stand-in for the Streamlit process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import sys
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("streamlit", reason="the app needs the 'app' extra: pip install 'audioseq[app]'")
+from click.testing import CliRunner  # noqa: E402
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import audioseq  # noqa: E402
+from audioseq.cli import cli as audioseq_cli  # noqa: E402
+from audioseq.modelfile import read_tensors, write_tensors  # noqa: E402
+from conftest import REPO  # noqa: E402
+
+APP = REPO / "ui" / "app.py"
+FOLDER_MODEL = "tiny.safetensors (models folder)"
+# Clips of the official FSDD test split (recording index < 5), four digits and speakers, for
+# the bundled digits model.
+BUNDLED_CLIPS = {"3": "3_jackson_0.wav", "6": "6_theo_2.wav", "9": "9_nicolas_1.wav", "4": "4_jackson_2.wav"}
+RUN_TIMEOUT = 60  # seconds per script run; a cold start imports torch and draws charts
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# --- models and clips ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitModel:
+    """A folder for ``--models`` holding a tiny model that tells spoken 0 from 1."""
+
+    folder: Path
+    path: Path
+    clips: dict[str, Path]  # digit -> a held-out FSDD clip of it, which the model gets right
+
+
+def train_digit_model(fsdd: Path, out: Path) -> DigitModel:
+    """A one-layer LSTM trained on 50 FSDD clips of 0 and 1 (a few seconds on one core)."""
+    examples = [
+        audioseq.Example(str(p), p.name[0], None, p.stem.split("_")[1])
+        for digit in "01" for p in sorted(fsdd.glob(f"{digit}_*.wav"))
+        if 5 <= int(p.stem.split("_")[2]) <= 9
+    ]
+    config = audioseq.TrainConfig(
+        cell="lstm", hidden_size=16, num_layers=1, bidirectional=False, pooling="mean", epochs=20,
+        patience=20, batch_size=8, lr=1e-2, augment=None, device="cpu", seed=0,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "tiny.safetensors"
+    audioseq.train(examples, config, out=path)
+    return DigitModel(out, path, {"0": fsdd / "0_jackson_0.wav", "1": fsdd / "1_theo_0.wav"})
+
+
+@pytest.fixture(scope="module")
+def digits(fsdd: Path, tmp_path_factory: pytest.TempPathFactory, one_thread: Any) -> DigitModel:
+    return train_digit_model(fsdd, tmp_path_factory.mktemp("models"))
+
+
+def wav_bytes(wave: np.ndarray, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, wave.astype(np.float32), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def tone(freq: float, seconds: float = 0.5, rate: int = 8000, seed: int = 0) -> bytes:
+    """A tone over faint noise, so no two examples are the same bytes."""
+    t = np.arange(int(seconds * rate)) / rate
+    noise = np.random.default_rng(seed).standard_normal(t.size)
+    return wav_bytes(0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * noise, rate)
+
+
+def bad_uploads() -> dict[str, bytes]:
+    """One upload of each kind the app must refuse by name."""
+    clip = tone(440)
+    return {
+        "garbage.wav": bytes(range(256)) * 8,
+        "truncated.wav": clip[: len(clip) // 2],
+        "silent.wav": wav_bytes(np.zeros(8000), 8000),
+        "too-long.wav": tone(220, seconds=31),
+        "notes.txt": b"these are not audio samples\n" * 10,
+        "empty.wav": b"",
+    }
+
+
+# --- driving the app -------------------------------------------------------------------------
+
+
+def start_app(monkeypatch: pytest.MonkeyPatch, models: Path) -> AppTest:
+    """The app as ``audioseq app --models <models>`` starts it."""
+    monkeypatch.setattr(sys, "argv", [str(APP), "--models", str(models)])
+    at = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT).run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture()
+def teach_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppTest:
+    """The Teach page of an app with an empty models folder: teaching needs no model."""
+    (tmp_path / "models").mkdir()
+    return on_page(start_app(monkeypatch, tmp_path / "models"), "teach")
+
+
+@pytest.fixture()
+def app(monkeypatch: pytest.MonkeyPatch, digits: DigitModel) -> AppTest:
+    """The app on the tiny digit model from the models folder (bundled models come first)."""
+    at = start_app(monkeypatch, digits.folder)
+    at.sidebar.selectbox(key="keep.model").set_value(FOLDER_MODEL).run()
+    return at
+
+
+def on_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    values = [m.value for m in at.metric if m.label == label]
+    assert len(values) == 1, f"expected one {label!r} metric, found {values}"
+    return values[0]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def upload(at: AppTest, key: str, files: dict[str, bytes]) -> AppTest:
+    at.file_uploader(key=key).set_value([(name, data, "audio/wav") for name, data in files.items()]).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def charts_drawn(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+@pytest.fixture()
+def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """File name -> bytes of every file the app offers with ``st.download_button``."""
+    offered: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self: Any, path_or_data: Any, mimetype: str, kind: Any, filename: str | None = None) -> str:
+        if filename is not None and isinstance(path_or_data, bytes):
+            offered[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    return offered
+
+
+# --- Classify --------------------------------------------------------------------------------
+
+
+def test_bundled_digits_model_is_the_default_and_labels_fsdd_clips(
+    monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path
+) -> None:
+    if "digits" not in audioseq.bundled_models():
+        pytest.skip("no bundled digits model (audioseq/models/digits.safetensors)")
+    at = start_app(monkeypatch, digits.folder)
+    assert at.sidebar.selectbox(key="keep.model").value == "digits (bundled)"
+    for digit, name in BUNDLED_CLIPS.items():
+        upload(at, "classify.upload", {name: (fsdd / name).read_bytes()})
+        assert metric(at, "Prediction") == digit, name
+
+
+def test_classify_labels_an_fsdd_clip_and_shows_what_the_network_did(app: AppTest, digits: DigitModel) -> None:
+    for digit, clip in digits.clips.items():
+        upload(app, "classify.upload", {clip.name: clip.read_bytes()})
+        assert metric(app, "Prediction") == digit
+        assert float(metric(app, "Confidence").rstrip("%")) > 50
+    assert not errors(app)
+    # probabilities, timeline, waveform, frames and the four LSTM gates
+    assert charts_drawn(app) == 8
+    assert any("forget" in m.value for m in app.markdown)
+
+
+def test_classify_refuses_bad_uploads_by_name_and_still_answers_the_good_one(
+    app: AppTest, digits: DigitModel, downloads: dict[str, bytes]
+) -> None:
+    good = digits.clips["1"]
+    bad = bad_uploads()
+    upload(app, "classify.upload", {good.name: good.read_bytes(), **bad})
+    messages = errors(app)
+    assert len(messages) == len(bad)
+    for name, message in zip(bad, messages):
+        assert f"`{name}`" in message
+    assert "cut off" in messages[1] and "silent" in messages[2] and "31.0 s" in messages[3]
+    assert metric(app, "Prediction") == "1"
+    table = app.dataframe[0].value
+    assert list(table["file"]) == [good.name, *bad]
+    assert table["label"].iloc[0] == "1" and table["error"].iloc[1:].notna().all()
+    csv = downloads["predictions.csv"].decode()
+    assert csv.splitlines()[0].startswith("file,label,confidence,error") and good.name in csv
+
+
+def test_a_recording_is_classified(app: AppTest, digits: DigitModel) -> None:
+    app.audio_input(key="classify.record").upload("recording.wav", digits.clips["0"].read_bytes()).run()
+    assert metric(app, "Prediction") == "0"
+    app.audio_input(key="classify.record").upload("recording.wav", wav_bytes(np.zeros(16000), 16000)).run()
+    assert errors(app) == ["`recording.wav`: the clip is silent (its loudest sample is below -60 dBFS)"]
+
+
+# --- choosing a model ------------------------------------------------------------------------
+
+
+def test_uploaded_model_is_offered_and_selected_and_the_choice_survives_page_switches(
+    app: AppTest, digits: DigitModel
+) -> None:
+    options = app.sidebar.selectbox(key="keep.model").options
+    assert options == [f"{name} (bundled)" for name in audioseq.bundled_models()] + [FOLDER_MODEL]
+    app.sidebar.file_uploader(key="model_upload").set_value(
+        ("mine.safetensors", digits.path.read_bytes(), "application/octet-stream")
+    ).run()
+    assert app.sidebar.selectbox(key="keep.model").value == "mine.safetensors (uploaded)"
+    assert "labels: 0, 1" in app.sidebar.caption[0].value
+    upload(app, "classify.upload", {"clip.wav": digits.clips["1"].read_bytes()})
+    assert metric(app, "Prediction") == "1"
+    app.sidebar.selectbox(key="keep.model").set_value(FOLDER_MODEL).run()
+    on_page(app, "teach")
+    on_page(app, "inside")
+    assert app.sidebar.selectbox(key="keep.model").value == FOLDER_MODEL
+    assert "mine.safetensors (uploaded)" in app.sidebar.selectbox(key="keep.model").options
+
+
+def _needs_plugin(model: Path, out: Path) -> bytes:
+    tensors, document = read_tensors(model)
+    document["network"]["cell"] = "quantum-lstm"
+    write_tensors(out, tensors, document)
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("case", ["garbage", "pickle", "plugin"])
+def test_unusable_uploaded_model_gets_an_error_naming_it(
+    app: AppTest, digits: DigitModel, tmp_path: Path, case: str
+) -> None:
+    content = {
+        "garbage": b"\x00\x01 not a safetensors file" * 20,
+        "pickle": b"\x80\x04\x95" + b"\x00" * 64,
+        "plugin": _needs_plugin(digits.path, tmp_path / "needs.safetensors"),
+    }[case]
+    model_upload = app.sidebar.file_uploader(key="model_upload")
+    model_upload.set_value(("broken.safetensors", content, "application/octet-stream")).run()
+    assert not app.exception
+    (message,) = errors(app)
+    assert message.startswith("`broken.safetensors`: cannot be used as a model")
+    if case == "plugin":
+        assert "unknown cell 'quantum-lstm'" in message and "plugin" in message
+    assert app.sidebar.selectbox(key="keep.model").options[-1] == FOLDER_MODEL
+    upload(app, "classify.upload", {"clip.wav": digits.clips["0"].read_bytes()})
+    assert metric(app, "Prediction") == "0"
+
+
+# --- Inside the RNN --------------------------------------------------------------------------
+
+
+def test_inside_unrolls_the_clip_shows_gates_and_compares_gradients(app: AppTest, digits: DigitModel) -> None:
+    on_page(app, "inside")
+    assert charts_drawn(app) == 1  # the vanishing-gradient comparison needs no clip
+    upload(app, "inside.upload", {"garbage.wav": bad_uploads()["garbage.wav"]})
+    assert errors(app)[0].startswith("`garbage.wav`: not an audio file")
+    upload(app, "inside.upload", {digits.clips["1"].name: digits.clips["1"].read_bytes()})
+    assert metric(app, "Prediction") == "1"
+    assert not errors(app)
+    headers = [h.value for h in app.header]
+    assert headers == ["Unrolled in time", "Gates", "The vanishing gradient"]
+    # frames, ‖h‖, ‖c‖, probabilities, timeline, four gates, gradients
+    assert charts_drawn(app) == 10
+    app.slider(key="inside.steps").set_value(40).run()
+    assert not app.exception
+
+
+# --- Teach -----------------------------------------------------------------------------------
+
+
+def _collect(at: AppTest, examples: dict[str, list[bytes]]) -> None:
+    for i, (name, clips) in enumerate(examples.items()):
+        at.text_input(key=f"keep.teach.name.{i}").set_value(name)
+        upload(at, f"teach.{i}.0.upload", {f"{name}-{n}.wav": data for n, data in enumerate(clips)})
+
+
+def _small_network(at: AppTest) -> None:
+    at.number_input(key="keep.teach.hidden").set_value(16)
+    at.number_input(key="keep.teach.epochs").set_value(12)
+    at.checkbox(key="keep.teach.augment").uncheck()
+    at.run()
+
+
+def test_teach_trains_on_tones_and_the_downloaded_model_loads(
+    teach_app: AppTest, downloads: dict[str, bytes], tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    app = teach_app
+    assert app.button(key="teach.train").disabled
+    _collect(app, {"low": [tone(300, seed=s) for s in range(5)], "high": [tone(2000, seed=s) for s in range(5)]})
+    assert [m.value for m in app.markdown if m.value.startswith("**5** examples")] == ["**5** examples"] * 2
+    _small_network(app)
+    app.text_input(key="keep.teach.feature.logmel.f_max").set_value("not a number").run()
+    app.button(key="teach.train").click().run(timeout=120)
+    assert "f_max" in errors(app)[0] and "Training failed" in errors(app)[0]
+    app.text_input(key="keep.teach.feature.logmel.f_max").set_value("").run()
+    app.button(key="teach.train").click().run(timeout=120)
+    assert not app.exception and not errors(app)
+    assert "3 · How well it learned" in [s.value for s in app.subheader]
+    assert charts_drawn(app) == 2  # loss and accuracy per epoch, the confusion matrix
+
+    model = tmp_path / "taught.safetensors"
+    model.write_bytes(downloads["taught.safetensors"])
+    taught = audioseq.load(model)
+    assert taught.labels == ["low", "high"] and taught.spec.network.cell == "gru"
+    clip = tmp_path / "high.wav"
+    clip.write_bytes(tone(2000, seed=99))
+    assert taught.predict([str(clip)])[0].label == "high"
+    result = cli("predict", model, clip, "--format", "csv")
+    assert result.returncode == 0 and ",high," in result.stdout
+
+    app.audio_input(key="teach.try").upload("recording.wav", tone(300, seed=42)).run()
+    assert metric(app, "Prediction") == "low"
+    on_page(app, "classify")
+    assert app.sidebar.selectbox(key="keep.model").options[-1] == "taught on the Teach page"
+
+
+def test_teach_refuses_bad_examples_by_name_and_counts_the_good_ones(teach_app: AppTest) -> None:
+    app = teach_app
+    bad = bad_uploads()
+    upload(app, "teach.0.0.upload", {"good.wav": tone(440), **bad})
+    assert [e.split(":")[0] for e in errors(app)] == [f"`{name}`" for name in bad]
+    assert "**1** example — at least 3 are needed" in [m.value for m in app.markdown]
+    app.button(key="teach.clear.0").click().run()
+    assert "**0** examples — at least 3 are needed" in [m.value for m in app.markdown]
+    app.button(key="teach.add").click().run()
+    assert len(app.text_input) >= 3 and app.text_input(key="keep.teach.name.2").value == "Class 3"
+
+
+class ToyCell:
+    """A cell from a plugin, declaring one parameter of every kind the app draws.
+
+    Args:
+        leak: a float. steps: an int. gated: a flag. mode: a choice.
+        note: free text. limit: an optional number. sizes: a list.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, leak: float = 0.5, steps: int = 3,
+                 gated: bool = True, mode: Literal["soft", "hard"] = "hard", note: str = "hi",
+                 limit: float | None = None, sizes: tuple[int, ...] = (1, 2)) -> None:
+        raise NotImplementedError("only its signature is read here")
+
+
+class ToyPlugin:
+    @audioseq.hookimpl
+    def register_cells(self, register: Callable[..., None]) -> None:
+        register("toy", ToyCell)
+
+
+@pytest.fixture()
+def toy_plugin() -> Any:
+    from audioseq import plugins
+
+    plugin = ToyPlugin()
+    plugins.pm.register(plugin, name="toy-plugin")
+    plugins.refresh()
+    try:
+        yield plugin
+    finally:
+        plugins.pm.unregister(plugin)
+        plugins.refresh()
+
+
+def test_teach_draws_widgets_from_typed_parameters_of_every_cell_and_feature_plugins_included(
+    teach_app: AppTest, toy_plugin: Any
+) -> None:
+    app = teach_app
+    widget_of = {"int": "number_input", "float": "number_input", "bool": "checkbox", "choice": "selectbox"}
+    for kind in ("cell", "feature"):
+        names = audioseq.list_cells() if kind == "cell" else audioseq.list_features()
+        for name in names:
+            app.selectbox(key=f"keep.teach.{kind}").set_value(name).run()
+            assert not app.exception
+            for param in audioseq.component_params(kind, name):
+                widget = widget_of.get(param["type"], "text_input")
+                keys = [w.key for w in getattr(app, widget)]
+                assert f"keep.teach.{kind}.{name}.{param['name']}" in keys, (kind, name, param)
+    app.selectbox(key="keep.teach.cell").set_value("toy").run()
+    assert app.selectbox(key="keep.teach.cell.toy.mode").options == ["soft", "hard"]
+    assert app.checkbox(key="keep.teach.cell.toy.gated").value is True
+    assert app.number_input(key="keep.teach.cell.toy.steps").value == 3
+    assert app.text_input(key="keep.teach.cell.toy.limit").value == ""
+    assert app.text_input(key="keep.teach.cell.toy.sizes").value == "1, 2"
+
+
+# --- the launcher and its settings -----------------------------------------------------------
+
+
+class FakeServer:
+    """Stands in for the Streamlit process: records how it was started."""
+
+    started: list[tuple[list[str], Path]] = []
+
+    def __init__(self, command: list[str], cwd: Path) -> None:
+        FakeServer.started.append((command, Path(cwd)))
+
+    def wait(self) -> int:
+        return 0
+
+    def terminate(self) -> None:
+        pass
+
+
+def test_app_command_runs_streamlit_from_the_repository_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import audioseq.app_command as app_command
+
+    FakeServer.started.clear()
+    monkeypatch.setattr(app_command.subprocess, "Popen", FakeServer)
+    monkeypatch.setattr(app_command.signal, "signal", lambda *args: None)
+    result = CliRunner().invoke(audioseq_cli, ["app", "--port", "8999", "--models", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    ((command, cwd),) = FakeServer.started
+    assert command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]) == APP
+    assert command[5:] == ["--server.port", "8999", "--server.headless", "true", "--", "--models", str(tmp_path)]
+    assert (cwd / ".streamlit" / "config.toml").is_file()
+
+
+def test_app_command_explains_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import audioseq.app_command as app_command
+
+    real_find_spec = app_command.importlib.util.find_spec
+    monkeypatch.setattr(app_command.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "streamlit" else real_find_spec(name, *a))
+    result = CliRunner().invoke(audioseq_cli, ["app"])
+    assert result.exit_code == 1 and "pip install 'audioseq[app]'" in result.output
+    monkeypatch.undo()
+    monkeypatch.setattr(audioseq, "__file__", str(tmp_path / "site-packages" / "audioseq" / "__init__.py"))
+    result = CliRunner().invoke(audioseq_cli, ["app"])
+    assert result.exit_code == 1 and "the app is not installed" in result.output
+
+
+def test_streamlit_settings_limit_uploads_and_hide_error_details() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    sys.path.insert(0, str(APP.parent))
+    try:
+        import clips
+    finally:
+        sys.path.remove(str(APP.parent))
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 == clips.MAX_BYTES
+    assert config["server"]["enableXsrfProtection"] is True
+    assert config["client"]["showErrorDetails"] == "none"

@@ -1,0 +1,222 @@
+"""Teach: name a few classes, record examples of each, and train a recurrent network on them."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import audioseq
+
+import charts
+import clips
+import views
+from model_choice import TAUGHT, TAUGHT_LABEL
+from param_widgets import component_widgets
+from session import KEEP, default
+
+MIN_EXAMPLES = 3  # per class: at least one is held out to measure the model on
+MAX_CLASSES = 8
+_CLASSES = "teach.classes"  # list of {"id", "generation", "examples": [(name, bytes)], "seen": {sha256}}
+_RESULT = "teach.result"
+
+
+def _classes() -> list[dict[str, Any]]:
+    if _CLASSES not in st.session_state:
+        st.session_state[_CLASSES] = [_new_class(0), _new_class(1)]
+    return st.session_state[_CLASSES]
+
+
+def _new_class(ident: int) -> dict[str, Any]:
+    return {"id": ident, "generation": 0, "examples": [], "seen": set()}
+
+
+def _add_class() -> None:
+    classes = _classes()
+    classes.append(_new_class(max(c["id"] for c in classes) + 1))
+
+
+def _clear(entry: dict[str, Any]) -> None:
+    # A new generation gives the recorder and uploader new keys, so they come back empty.
+    entry.update(generation=entry["generation"] + 1, examples=[], seen=set())
+
+
+def _remove(entry: dict[str, Any]) -> None:
+    st.session_state[_CLASSES] = [c for c in _classes() if c is not entry]
+
+
+def _class_card(entry: dict[str, Any], number: int, removable: bool) -> str:
+    """Name and examples of one class; new recordings and uploads are checked, then added."""
+    name_key = f"{KEEP}teach.name.{entry['id']}"
+    default(name_key, f"Class {number}")
+    with st.container(border=True):
+        name = st.text_input("Class name", key=name_key).strip()
+        uploads = views.clip_intake(f"teach.{entry['id']}.{entry['generation']}", multiple=True)
+        with clips.workspace() as folder:
+            for i, (clip_name, data) in enumerate(uploads):
+                digest = hashlib.sha256(data).hexdigest()
+                if digest in entry["seen"]:  # the widgets keep showing what was already added
+                    continue
+                clip = clips.check_clip(clip_name, data, folder / f"{i}{clips.suffix_of(clip_name)}")
+                if not clip.ok:
+                    st.error(clips.named(clip_name, clip.error or ""))
+                    continue
+                entry["seen"].add(digest)
+                entry["examples"].append((clip_name, data))
+        count = len(entry["examples"])
+        left, middle, right = st.columns([2, 1, 1])
+        left.markdown(f"**{count}** example{'' if count == 1 else 's'}"
+                      + ("" if count >= MIN_EXAMPLES else f" — at least {MIN_EXAMPLES} are needed"))
+        middle.button("Clear examples", key=f"teach.clear.{entry['id']}", on_click=_clear, args=(entry,),
+                      disabled=not count)
+        if removable:
+            right.button("Remove class", key=f"teach.remove.{entry['id']}", on_click=_remove, args=(entry,))
+    return name
+
+
+def _problems(classes: list[dict[str, Any]], names: list[str]) -> list[str]:
+    problems = []
+    if any(not n for n in names):
+        problems.append("every class needs a name")
+    if len(set(names)) < len(names):
+        problems.append("class names must differ")
+    short = [n or "unnamed" for c, n in zip(classes, names) if len(c["examples"]) < MIN_EXAMPLES]
+    if short:
+        problems.append(f"{', '.join(short)}: at least {MIN_EXAMPLES} examples each")
+    return problems
+
+
+def _settings() -> audioseq.TrainConfig:
+    """The network and training settings; cell and feature parameters come from audioseq."""
+    cells, features = audioseq.list_cells(), audioseq.list_features()
+    left, right = st.columns(2)
+    with left:
+        default(f"{KEEP}teach.cell", "gru" if "gru" in cells else cells[0], cells)
+        cell = st.selectbox("Recurrent cell", cells, key=f"{KEEP}teach.cell",
+                            help="rnn: the plain recurrent neuron; lstm and gru add gates that keep memory.")
+        cell_params = component_widgets("cell", cell, "teach")
+    with right:
+        default(f"{KEEP}teach.feature", "logmel" if "logmel" in features else features[0], features)
+        feature = st.selectbox("Features", features, key=f"{KEEP}teach.feature",
+                               help="What the network reads at each time step.")
+        feature_params = component_widgets("feature", feature, "teach")
+    with st.expander("Size and training"):
+        first, second, third = st.columns(3)
+        for key, value in (("hidden", 32), ("layers", 1), ("epochs", 30), ("bidirectional", False),
+                           ("augment", True), ("pooling", "attention")):
+            default(f"{KEEP}teach.{key}", value)
+        hidden = first.number_input("Hidden units", 2, 256, step=1, key=f"{KEEP}teach.hidden")
+        layers = first.number_input("Layers", 1, 4, step=1, key=f"{KEEP}teach.layers")
+        epochs = second.number_input("Most epochs", 1, 300, step=1, key=f"{KEEP}teach.epochs",
+                                     help="Training stops sooner when validation stops improving.")
+        pooling = second.selectbox("Pooling", ["attention", "mean", "last"], key=f"{KEEP}teach.pooling",
+                                   help="How the per-frame states become one answer; last is the classic many-to-one.")
+        bidirectional = third.checkbox("Bidirectional", key=f"{KEEP}teach.bidirectional")
+        augment = third.checkbox("Augment (noise, gain, speed)", key=f"{KEEP}teach.augment")
+    config = audioseq.TrainConfig(
+        feature=feature, feature_params=feature_params, cell=cell, cell_params=cell_params,
+        hidden_size=int(hidden), num_layers=int(layers), bidirectional=bidirectional, pooling=pooling,
+        epochs=int(epochs), max_seconds=clips.MAX_SECONDS,
+    )
+    if not augment:
+        config.augment = None
+    return config
+
+
+def _history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
+    columns = {"train_loss": "training loss", "valid_loss": "validation loss", "valid_accuracy": "validation accuracy"}
+    return pd.DataFrame(history).set_index("epoch")[list(columns)].rename(columns=columns)
+
+
+def _train(classes: list[dict[str, Any]], names: list[str], config: audioseq.TrainConfig) -> None:
+    """Train in this session with a live chart; keep the model, its file and its metrics."""
+    progress = st.progress(0.0, text="Reading the examples…")
+    live = st.empty()
+    history: list[dict[str, Any]] = []
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        history.append(row)
+        progress.progress(min(1.0, row["epoch"] / config.epochs),
+                          text=f"Epoch {row['epoch']} of at most {config.epochs} · "
+                               f"validation accuracy {row['valid_accuracy']:.0%}")
+        live.line_chart(_history_frame(history))
+
+    with clips.workspace() as folder:
+        examples = []
+        for entry, name in zip(classes, names):
+            for i, (clip_name, data) in enumerate(entry["examples"]):
+                path = folder / f"{entry['id']}-{i}{clips.suffix_of(clip_name)}"
+                path.write_bytes(data)
+                examples.append(audioseq.Example(str(path), name))
+        # A handful of examples per class: small batches still give a few optimiser steps per epoch.
+        config.batch_size = min(16, max(4, len(examples) // 4))
+        try:
+            result = audioseq.train(examples, config, callback=on_epoch, labels=names)
+        except (audioseq.AudioseqError, ValueError) as exc:
+            progress.empty()
+            st.error(f"Training failed: {exc}")
+            return
+        model_path = folder / "taught.safetensors"
+        result.classifier.save(model_path)
+        model_file = model_path.read_bytes()
+    progress.empty()
+    live.empty()
+    st.session_state[TAUGHT] = result.classifier
+    st.session_state[_RESULT] = {"history": result.history, "metrics": result.metrics, "file": model_file}
+
+
+def _try_it(classifier: audioseq.Classifier) -> None:
+    recording = st.audio_input("Record something for the new model", key="teach.try")
+    with clips.workspace() as folder:
+        results = clips.classify(classifier, clips.check_clips(clips.recording_of(recording), folder))
+    views.show_errors(results)
+    for r in results:
+        if r.ok and r.prediction is not None:
+            views.answer(r.prediction, r.clip)
+            st.altair_chart(charts.probabilities(r.prediction.probabilities, r.prediction.label), width="stretch")
+
+
+def _results(result: dict[str, Any]) -> None:
+    valid = result["metrics"].get("valid") or {}
+    st.subheader("3 · How well it learned")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Loss and accuracy per epoch**")
+        st.line_chart(_history_frame(result["history"]))
+    if valid:
+        with right:
+            st.markdown("**Confusion matrix** of the held-out examples")
+            st.altair_chart(charts.confusion(valid["confusion_matrix"], valid["labels"]), width="stretch")
+            st.caption(f"Accuracy {valid['accuracy']:.0%} on {valid['count']} examples the network did not train on.")
+    st.download_button(
+        "Download the model (.safetensors)", result["file"], file_name="taught.safetensors",
+        mime="application/octet-stream", on_click="ignore", type="primary",
+    )
+    st.caption(f"Use it with `audioseq predict taught.safetensors clip.wav`. Until you leave, the other "
+               f"pages offer it as the model “{TAUGHT_LABEL}”.")
+    st.subheader("4 · Try it")
+    _try_it(st.session_state[TAUGHT])
+
+
+def teach_page() -> None:
+    st.title("Teach")
+    st.write("Name two or more classes, record or upload a few examples of each, and train a "
+             "recurrent network on them right here.")
+    st.subheader("1 · Collect examples")
+    classes = _classes()
+    names = [_class_card(entry, n + 1, removable=len(classes) > 2) for n, entry in enumerate(classes)]
+    st.button("Add a class", on_click=_add_class, disabled=len(classes) >= MAX_CLASSES, key="teach.add")
+    st.subheader("2 · Choose the network")
+    config = _settings()
+    problems = _problems(classes, names)
+    if problems:
+        st.info("Before training: " + "; ".join(problems) + ".")
+    if st.button("Train", type="primary", disabled=bool(problems), key="teach.train"):
+        _train(classes, names, config)
+    if _RESULT in st.session_state and st.session_state.get(TAUGHT) is not None:
+        _results(st.session_state[_RESULT])
+
+
+teach_page()
