@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import numbers
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -110,12 +112,14 @@ class Classifier:
         names: Sequence[str] | None = None,
     ) -> Iterator[Prediction]:
         """Like :meth:`predict`, yielding predictions in input order as they are ready."""
-        sources = inputs if isinstance(inputs, Sequence) and not isinstance(inputs, (str, tuple)) else list(inputs)
         if batch_size < 1:
             raise ParameterError(f"batch_size must be ≥ 1, got {batch_size}")
+        if isinstance(inputs, Sequence) and not isinstance(inputs, (str, tuple)):
+            items = iter_items(inputs, self.frontend, num_workers=num_workers, names=names)
+        else:  # a stream: decode it window by window instead of reading it all first
+            items = self._stream_items(iter(inputs), batch_size * 8, num_workers)
         pending: dict[int, Prediction] = {}
         next_index = 0
-        items = iter_items(sources, self.frontend, num_workers=num_workers, names=names)
         for batch, errors in iter_batches(items, batch_size):
             for item in errors:
                 pending[item.index] = Prediction(
@@ -130,6 +134,14 @@ class Classifier:
                 yield pending.pop(next_index)
                 next_index += 1
 
+    def _stream_items(self, inputs: Iterator[Any], window: int, num_workers: int | None) -> Iterator[Item]:
+        offset = 0
+        while chunk := list(itertools.islice(inputs, window)):
+            for item in iter_items(chunk, self.frontend, num_workers=num_workers):
+                item.index += offset
+                yield item
+            offset += len(chunk)
+
     def predict(
         self, inputs: Iterable[Any], batch_size: int = 32, num_workers: int | None = None
     ) -> list[Prediction]:
@@ -139,7 +151,7 @@ class Classifier:
         classified gives a Prediction with ``error`` set; it never stops the others.
         """
         if isinstance(inputs, (str, os.PathLike)) or (
-            isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], int)
+            isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], numbers.Real)
         ):
             inputs = [inputs]
         return list(self.predict_iter(inputs, batch_size=batch_size, num_workers=num_workers))

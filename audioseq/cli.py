@@ -150,7 +150,8 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            out += [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+            found = [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+            out += found or [item]  # an empty folder becomes an error row, not silence
         else:
             out.append(item)
     return out
@@ -175,8 +176,6 @@ def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, b
 
     clf = load(model)
     sources = expand_inputs(inputs)
-    if not sources:
-        raise click.ClickException("no audio files found in the inputs given")
     stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     failed = 0
     try:

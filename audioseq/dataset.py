@@ -46,11 +46,11 @@ class Dataset(Protocol):
 
 
 def stratified_split(
-    examples: Sequence[Example], valid_fraction: float = 0.15, seed: int = 0
+    examples: Sequence[Example], valid_fraction: float = 0.15, seed: int = 0, by_group: bool = True
 ) -> tuple[list[Example], list[Example]]:
     """Split into (train, valid), stratified by label, grouped by ``group`` when present.
 
-    With groups, whole groups go to validation (per label, so every class is validated)
+    With groups (and ``by_group``), whole groups go to validation (per label, so every class is validated)
     until about ``valid_fraction`` of the examples are held out; a label whose examples all
     share one group cannot be split by group and falls back to a plain stratified split.
     """
@@ -60,7 +60,7 @@ def stratified_split(
         by_label[ex.label].append(ex)
     train: list[Example] = []
     valid: list[Example] = []
-    use_groups = any(ex.group is not None for ex in examples)
+    use_groups = by_group and any(ex.group is not None for ex in examples)
     groups_all = sorted({ex.group for ex in examples if ex.group is not None})
     held_groups: set[str] = set()
     if use_groups and len(groups_all) >= 2:

@@ -17,6 +17,9 @@ class AudioError(AudioseqError, ValueError):
         self.source = source
         self.reason = message
 
+    def __reduce__(self) -> tuple:  # errors cross process boundaries (decoding workers)
+        return (type(self), (self.source, self.reason))
+
 
 class UnreadableAudioError(AudioError):
     """Not audio, an unknown format, a damaged header or truncated data."""
@@ -46,6 +49,9 @@ class ModelFileError(AudioseqError):
         self.path = path
         self.reason = message
 
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.reason))
+
 
 class PluginError(AudioseqError):
     """A plugin failed to import, a hook raised, or two components share one name."""
@@ -67,6 +73,9 @@ class UnknownComponentError(AudioseqError, KeyError):
             f"unknown {kind} {name!r}; known {kind}s: {hint}. "
             f"If it comes from a plugin, install that plugin (see `audioseq plugins`)."
         )
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.kind, self.name, self.known))
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

@@ -61,7 +61,9 @@ class ModelSpec:
         """Parse and check a stored document; raises ValueError/TypeError/KeyError on a bad one."""
         if doc.get("format") != FORMAT:
             raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
-        if not isinstance(doc.get("format_version"), int) or doc["format_version"] > FORMAT_VERSION:
+        if not isinstance(doc.get("format_version"), int) or isinstance(doc["format_version"], bool):
+            raise ValueError(f"format_version must be an integer, not {doc.get('format_version')!r}")
+        if doc["format_version"] > FORMAT_VERSION:
             raise ValueError(
                 f"format version {doc.get('format_version')!r} is newer than this audioseq reads "
                 f"({FORMAT_VERSION}); upgrade audioseq"
@@ -74,7 +76,13 @@ class ModelSpec:
         sample_rate = doc["sample_rate"]
         if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384000:
             raise ValueError(f"sample_rate {sample_rate!r} is not a plausible rate")
+        if not isinstance(doc.get("network"), dict):
+            raise ValueError("network must be an object")
         net = dict(doc["network"])
+        if not isinstance(net.get("cell_params", {}), dict):
+            raise ValueError("network.cell_params must be an object")
+        if not isinstance(net.get("utterance_norm", True), bool) or not isinstance(net.get("bidirectional", False), bool):
+            raise ValueError("network.utterance_norm and network.bidirectional must be true or false")
         fields = {f.name for f in dataclasses.fields(NetworkConfig)}
         if set(net) - fields:
             raise ValueError(f"unknown network settings: {', '.join(sorted(set(net) - fields))}")
@@ -86,7 +94,7 @@ class ModelSpec:
             if not isinstance(value, int) or not 1 <= value <= 1 << 16:
                 raise ValueError(f"network.{name} = {value!r} is out of range")
         feature = doc["feature"]
-        if not isinstance(feature.get("name"), str) or not isinstance(feature.get("params", {}), dict):
+        if not isinstance(feature, dict) or not isinstance(feature.get("name"), str) or not isinstance(feature.get("params", {}), dict):
             raise ValueError("feature must be {name: str, params: {...}}")
         max_seconds = float(doc.get("max_seconds", 600.0))
         if not 0 < max_seconds < 1e7:

@@ -370,7 +370,8 @@ def train(
     """Train a classifier on a dataset (or a list of examples) and optionally save it.
 
     Uses the dataset's ``train``/``valid`` splits when it has them, else a stratified
-    validation split grouped by ``Example.group``. With ``out``, a checkpoint is written
+    validation split, grouped by ``Example.group`` (whole speakers held out) unless the test
+    split shares its groups with training, in which case validation imitates that. With ``out``, a checkpoint is written
     atomically after every epoch next to it; ``resume=True`` continues from it. ``callback``
     receives one dict per epoch (epoch, losses, validation accuracy).
     """
@@ -382,11 +383,16 @@ def train(
     train_ex = [ex for ex in examples if ex.split == "train"]
     valid_ex = [ex for ex in examples if ex.split == "valid"]
     test_ex = [ex for ex in examples if ex.split == "test"]
+    # Validation should look like the test: hold whole groups (speakers) out only when the test
+    # split has none of the training groups, or when there is no test split to imitate.
+    test_groups = {ex.group for ex in test_ex if ex.group is not None}
+    seen_groups = {ex.group for ex in examples if ex.split != "test" and ex.group is not None}
+    by_group = not test_ex or not (test_groups & seen_groups)
     if not train_ex:
         pool = [ex for ex in examples if ex.split in (None, "train", "valid")]
-        train_ex, valid_ex = stratified_split(pool, config.valid_fraction, config.seed)
+        train_ex, valid_ex = stratified_split(pool, config.valid_fraction, config.seed, by_group)
     elif not valid_ex:
-        train_ex, valid_ex = stratified_split(train_ex, config.valid_fraction, config.seed)
+        train_ex, valid_ex = stratified_split(train_ex, config.valid_fraction, config.seed, by_group)
     trainer = Trainer(config, labels, train_ex, valid_ex)
     trainer.prepare_data()
     ckpt = checkpoint_path(out) if out is not None else None

@@ -1,0 +1,469 @@
+"""The ``audioseq`` command, run through its installed entry point.
+
+predict (formats, --output, --max-errors, folders, the bad-input corpus, damaged and hostile
+model files), train (synthetic, folder and manifest datasets), evaluate, info and plugins, and
+the validation of every registered component's parameters.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import safetensors.torch
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+import audioseq
+from audioseq.cli import cli as click_group
+from audioseq.modelfile import METADATA_KEY, read_tensors, write_tensors
+from conftest import TINY_TRAIN_ARGS, cli_json, run_cli, sweep, write_wav
+from corpus import BAD_CASES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# A directory is a folder to search on the command line, not a clip: it gives no row of its own
+# (see test_folders_are_searched_recursively); the API gives it an error row.
+CLI_BAD_CASES = tuple(case for case in BAD_CASES if case != "directory")
+
+
+# --- predict: the bad-input corpus between good clips -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corpus_inputs(bad_corpus: dict[str, tuple[Path, type]], good_wavs: list[Path]) -> list[Path]:
+    """Good and bad files interleaved: good, bad, bad, good, bad, bad, ..., good."""
+    bad = [bad_corpus[case][0] for case in CLI_BAD_CASES]
+    inputs: list[Path] = []
+    for i in range(0, len(bad), 2):
+        inputs += [good_wavs[(i // 2) % len(good_wavs)], *bad[i : i + 2]]
+    return inputs + [good_wavs[-1]]
+
+
+@pytest.fixture(scope="module")
+def csv_run(tiny_model_file: Path, corpus_inputs: list[Path]) -> Any:
+    proc = run_cli("predict", tiny_model_file, *corpus_inputs, "--format", "csv", "--batch-size", "2")
+    return proc, list(csv.DictReader(io.StringIO(proc.stdout)))
+
+
+@pytest.fixture(scope="module")
+def jsonl_run(tiny_model_file: Path, corpus_inputs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    out = tmp_path_factory.mktemp("jsonl") / "predictions.jsonl"
+    proc = run_cli("predict", tiny_model_file, *corpus_inputs, "--format", "jsonl",
+                   "--output", out, "--max-errors", len(CLI_BAD_CASES))
+    return proc, out
+
+
+def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("case", CLI_BAD_CASES)
+def test_each_bad_input_is_one_typed_error_row_in_csv(
+    case: str, csv_run: Any, bad_corpus: dict[str, tuple[Path, type]]
+) -> None:
+    _, rows = csv_run
+    path, expected = bad_corpus[case]
+    mine = [row for row in rows if row["source"] == str(path)]
+    assert len(mine) == 1, rows
+    assert mine[0]["error_type"] == expected.__name__
+    assert mine[0]["error"] and not mine[0]["label"] and not mine[0]["confidence"]
+    assert all(mine[0][key] == "" for key in mine[0] if key.startswith("p_"))
+
+
+@pytest.mark.parametrize("case", CLI_BAD_CASES)
+def test_each_bad_input_is_one_typed_error_row_in_jsonl(
+    case: str, jsonl_run: Any, bad_corpus: dict[str, tuple[Path, type]]
+) -> None:
+    _, out = jsonl_run
+    path, expected = bad_corpus[case]
+    mine = [row for row in _jsonl_rows(out) if row["source"] == str(path)]
+    assert len(mine) == 1
+    assert mine[0]["error_type"] == expected.__name__
+    assert mine[0]["label"] is None and mine[0]["probabilities"] == {}
+
+
+def test_csv_has_one_row_per_input_in_order_and_good_clips_are_classified(
+    csv_run: Any, corpus_inputs: list[Path], tiny_model_file: Path
+) -> None:
+    proc, rows = csv_run
+    assert proc.returncode == 1  # --max-errors defaults to 0
+    assert f"{len(CLI_BAD_CASES)} of {len(corpus_inputs)} input(s) failed" in proc.stderr
+    assert [row["source"] for row in rows] == [str(p) for p in corpus_inputs]
+    clf = audioseq.load(tiny_model_file)
+    assert list(rows[0]) == ["source", "label", "confidence", "error_type", "error"] + [
+        f"p_{label}" for label in clf.labels
+    ]
+    api = {p.source: p for p in clf.predict(corpus_inputs)}
+    good = [row for row in rows if not row["error_type"]]
+    assert len(good) == len(corpus_inputs) - len(CLI_BAD_CASES)
+    for row in good:
+        expected = api[row["source"]]
+        assert row["label"] == expected.label and not row["error"]
+        assert float(row["confidence"]) == pytest.approx(expected.confidence, abs=1e-6)
+        cli_probs = [float(row[f"p_{label}"]) for label in clf.labels]
+        assert cli_probs == pytest.approx([expected.probabilities[label] for label in clf.labels], abs=1e-6)
+        assert sum(cli_probs) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_jsonl_to_a_file_with_enough_max_errors(jsonl_run: Any, corpus_inputs: list[Path]) -> None:
+    proc, out = jsonl_run
+    assert proc.returncode == 0, proc.stderr  # exactly as many failures as allowed
+    assert proc.stdout == ""  # --output took the rows
+    rows = _jsonl_rows(out)
+    assert [row["source"] for row in rows] == [str(p) for p in corpus_inputs]
+    for row in rows:
+        assert set(row) == {"source", "label", "confidence", "probabilities", "error", "error_type"}
+        if row["error"] is None:
+            assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
+            assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_one_failure_over_max_errors_exits_1_and_table_format_works(
+    tiny_model_file: Path, corpus_inputs: list[Path], bad_corpus: dict[str, tuple[Path, type]]
+) -> None:
+    proc = run_cli("predict", tiny_model_file, *corpus_inputs, "--max-errors", len(CLI_BAD_CASES) - 1)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:3] == ["source", "label", "confidence"]
+    assert len(lines) == 1 + len(corpus_inputs)
+    labels = set(audioseq.load(tiny_model_file).labels)
+    for line, path in zip(lines[1:], corpus_inputs):
+        assert str(path)[-30:] in line.split()[0]  # long paths are shortened from the left
+        bad = [case for case in CLI_BAD_CASES if bad_corpus[case][0] == path]
+        if bad:
+            assert line.split()[1] == "-" and len(line.split()) > 3, line
+        else:
+            assert line.split()[1] in labels and 0 <= float(line.split()[2]) <= 1
+
+
+def test_decoding_in_worker_processes_gives_the_same_rows(
+    tiny_model_file: Path, corpus_inputs: list[Path], csv_run: Any
+) -> None:
+    proc = run_cli("predict", tiny_model_file, *corpus_inputs, "--format", "csv", "--batch-size", "2",
+                   "--workers", "2", "--max-errors", "1000")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert rows == csv_run[1]
+
+
+def test_folders_are_searched_recursively(tiny_model_file: Path, tmp_path: Path) -> None:
+    root = tmp_path / "clips"
+    expected_good = [
+        write_wav(root / "a" / "one.wav", sweep(0.5, 8000, seed=1), 8000),
+        write_wav(root / "a" / "b" / "deep" / "two.WAV", sweep(0.4, 16000, seed=2), 16000),
+        write_wav(root / "three.wav", sweep(0.3, 22050, seed=3), 22050),
+    ]
+    flac = root / "b" / "four.flac"
+    flac.parent.mkdir(parents=True)
+    sf.write(flac, sweep(0.6, 8000, seed=4), 8000, format="FLAC")
+    broken = root / "a" / "b" / "broken.wav"
+    broken.write_text("not audio")
+    (root / "a" / "notes.txt").write_text("not a clip, and not named like one")
+    (root / "empty_dir.wav").mkdir()
+    proc = run_cli("predict", tiny_model_file, root, "--format", "jsonl", "--max-errors", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [row["source"] for row in rows] == sorted(str(p) for p in [*expected_good, flac, broken])
+    by_source = {row["source"]: row for row in rows}
+    assert by_source[str(broken)]["error_type"] == "UnreadableAudioError"
+    assert all(by_source[str(p)]["label"] for p in [*expected_good, flac])
+
+
+def test_a_folder_without_audio_is_an_error_row(tiny_model_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "only.txt").write_text("nothing to hear")
+    proc = run_cli("predict", tiny_model_file, tmp_path, "--format", "jsonl")
+    assert proc.returncode == 1
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [row["source"] for row in rows] == [str(tmp_path)]
+    assert rows[0]["error_type"] == "UnreadableAudioError" and rows[0]["label"] is None
+    assert "1 of 1 input(s) failed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- predict: damaged and hostile model files ---------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: proof that a pickle ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (Path.touch, (self.marker,))
+
+
+def _pickle_file(folder: Path, marker: Path) -> Path:
+    path = folder / "model.safetensors"
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    return path
+
+
+def _torch_save_file(folder: Path, marker: Path) -> Path:
+    path = folder / "model.safetensors"
+    torch.save({"weights": _Payload(marker)}, path)
+    return path
+
+
+def _edited(source: Path, folder: Path, edit: Callable[[dict[str, Any]], Any]) -> Path:
+    tensors, document = read_tensors(source)
+    edit(document)
+    path = folder / "model.safetensors"
+    write_tensors(path, tensors, document)
+    return path
+
+
+def _non_finite(source: Path, folder: Path) -> Path:
+    tensors, document = read_tensors(source)
+    tensors["head.bias"] = torch.full_like(tensors["head.bias"], float("nan"))
+    path = folder / "model.safetensors"
+    path.write_bytes(safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(document)}))
+    return path
+
+
+BAD_MODELS: dict[str, tuple[Callable[[Path, Path, Path], Path], str]] = {
+    "pickle renamed .safetensors": (lambda src, d, m: _pickle_file(d, m), "ModelFileError"),
+    "torch.save zip renamed .safetensors": (lambda src, d, m: _torch_save_file(d, m), "ModelFileError"),
+    "cell from a missing plugin": (
+        lambda src, d, m: _edited(src, d, lambda doc: doc["network"].update(cell="nope-cell")), "nope-cell"),
+    "format version from the future": (
+        lambda src, d, m: _edited(src, d, lambda doc: doc.update(format_version=99)), "format version 99"),
+    "hidden size that does not match": (
+        lambda src, d, m: _edited(src, d, lambda doc: doc["network"].update(hidden_size=9)), "ModelFileError"),
+    "non-finite weights": (lambda src, d, m: _non_finite(src, d), "non-finite"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_a_bad_model_file_exits_1_with_a_clear_message(
+    case: str, tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path
+) -> None:
+    marker = tmp_path / "payload-ran"
+    make, words = BAD_MODELS[case]
+    model = make(tiny_model_file, tmp_path, marker)
+    proc = run_cli("predict", model, good_wavs[0])
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert words in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(model) in proc.stderr or "nope-cell" in proc.stderr
+    assert not marker.exists(), "the model file's pickle payload ran"
+
+
+def test_the_pickle_payload_is_live(tmp_path: Path) -> None:
+    """The hostile files above would really run code if unpickled: the test above can fail."""
+    marker = tmp_path / "ran"
+    pickle.loads(_pickle_file(tmp_path, marker).read_bytes())
+    assert marker.exists()
+
+
+# --- train, evaluate, info ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    folder = tmp_path_factory.mktemp("cli_train")
+    out = folder / "m.safetensors"
+    proc = run_cli("train", "--dataset", "synthetic", "--out", out, "--epochs", "2", *TINY_TRAIN_ARGS, cwd=folder)
+    return proc, out
+
+
+def _check_scores(scores: dict[str, Any], labels: list[str]) -> None:
+    cm = np.array(scores["confusion_matrix"])
+    assert cm.shape == (len(labels), len(labels))
+    assert cm.sum() > 0
+    assert scores["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert 0.0 <= scores["macro_f1"] <= 1.0
+
+
+def test_train_writes_the_model_and_its_metrics(trained_cli: tuple[Any, Path]) -> None:
+    proc, out = trained_cli
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout and "test accuracy" in proc.stdout
+    assert not Path(str(out) + ".ckpt.safetensors").exists()  # the checkpoint goes once the model is written
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    clf = audioseq.load(out)
+    assert clf.labels == sorted(["tone", "chirp-up", "chirp-down", "noise-burst", "pulse-train"])
+    for split in ("valid", "test"):
+        _check_scores(metrics[split], clf.labels)
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2]
+    assert metrics["test"]["count"] == 5 * 1  # per_class=12: index 9 of every 10 is test
+    assert clf.metrics["valid"]["accuracy"] == metrics["valid"]["accuracy"]
+
+
+def test_evaluate_json_reproduces_the_test_scores(trained_cli: tuple[Any, Path]) -> None:
+    _, out = trained_cli
+    result = cli_json("evaluate", out, "--dataset", "synthetic", "--dataset-opt", "per_class=12", "--json")
+    assert {"accuracy", "macro_f1", "confusion_matrix", "labels", "per_class_recall"} <= set(result)
+    assert result["split"] == "test"
+    assert result["labels"] == audioseq.load(out).labels
+    assert list(result["per_class_recall"]) == result["labels"]
+    _check_scores(result, result["labels"])
+    cm = np.array(result["confusion_matrix"])
+    for i, label in enumerate(result["labels"]):
+        support = cm[i].sum()
+        assert result["per_class_recall"][label] == pytest.approx(cm[i, i] / support if support else 0.0)
+    stored = json.loads(out.with_suffix(".metrics.json").read_text())["test"]
+    assert result["confusion_matrix"] == stored["confusion_matrix"]
+    assert result["accuracy"] == stored["accuracy"]
+
+
+def test_info_json_describes_the_model(trained_cli: tuple[Any, Path]) -> None:
+    _, out = trained_cli
+    info = cli_json("info", out, "--json")
+    clf = audioseq.load(out)
+    assert info["path"] == str(out)
+    assert info["labels"] == clf.labels and info["sample_rate"] == 8000
+    assert info["network"]["cell"] == "gru" and info["network"]["hidden_size"] == 16
+    assert info["network"]["num_layers"] == 1
+    assert info["feature"]["name"] == "logmel"
+    assert info["parameters"] == clf.num_parameters() > 0
+    assert info["metrics"]["test"]["accuracy"] == clf.metrics["test"]["accuracy"]
+
+
+def test_info_of_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    proc = run_cli("info", tmp_path / "absent.safetensors")
+    assert proc.returncode == 1
+    assert "absent.safetensors" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _wav_tree(root: Path) -> dict[str, list[Path]]:
+    """Two sound classes, eight clips each, as 8 kHz WAVs: {label: [paths]}."""
+    out: dict[str, list[Path]] = {"hum": [], "hiss": []}
+    rng = np.random.default_rng(7)
+    for i in range(8):
+        n = int(rng.uniform(0.25, 0.5) * 8000)
+        t = np.arange(n) / 8000
+        hum = 0.4 * np.sin(2 * np.pi * rng.uniform(150, 300) * t) + 0.01 * rng.standard_normal(n)
+        hiss = 0.2 * rng.standard_normal(n)
+        out["hum"].append(write_wav(root / "hum" / f"hum_{i}.wav", hum.astype(np.float32), 8000))
+        out["hiss"].append(write_wav(root / "hiss" / "nested" / f"hiss_{i}.wav", hiss.astype(np.float32), 8000))
+    return out
+
+
+def test_train_on_a_folder_dataset(tmp_path: Path) -> None:
+    clips = _wav_tree(tmp_path / "clips")
+    out = tmp_path / "folder.safetensors"
+    proc = run_cli("train", "--dataset", "folder", "--data", tmp_path / "clips", "--out", out,
+                   "--epochs", "1", "--hidden", "8", "--layers", "1")
+    assert proc.returncode == 0, proc.stderr
+    clf = audioseq.load(out)
+    assert clf.labels == ["hiss", "hum"] and clf.sample_rate == 8000
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert metrics["train_clips"] + metrics["valid"]["count"] == sum(len(v) for v in clips.values())
+    assert "test" not in metrics  # the folder has no test/ split
+
+
+def test_train_on_a_manifest_with_relative_paths_splits_and_groups(tmp_path: Path) -> None:
+    clips = _wav_tree(tmp_path / "data" / "audio")
+    manifest = tmp_path / "data" / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "split", "group"])
+        for label, paths in clips.items():
+            for i, path in enumerate(paths):
+                split = "test" if i < 2 else "train"
+                writer.writerow([path.relative_to(manifest.parent).as_posix(), label, split, f"speaker{i % 3}"])
+    out = tmp_path / "manifest.safetensors"
+    proc = run_cli("train", "--dataset", "manifest", "--data", manifest, "--out", out,
+                   "--epochs", "1", "--hidden", "8", "--layers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert metrics["test"]["count"] == 4 and metrics["test"]["errors"] == []
+    assert metrics["train_clips"] + metrics["valid"]["count"] == 12
+    assert audioseq.load(out).labels == ["hiss", "hum"]
+
+
+def test_train_refuses_a_manifest_without_its_columns(tmp_path: Path) -> None:
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("file,class\nx.wav,a\n")
+    proc = run_cli("train", "--dataset", "manifest", "--data", manifest, "--out", tmp_path / "m.safetensors")
+    assert proc.returncode == 1
+    assert "path,label" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- plugins and the validation of component parameters -----------------------------------------
+
+COMPONENTS = [(kind, name) for kind, names in (
+    ("cell", audioseq.list_cells()), ("feature", audioseq.list_features()), ("dataset", audioseq.list_datasets())
+) for name in names]
+
+
+@pytest.fixture(scope="module")
+def plugins_json() -> list[dict[str, Any]]:
+    return cli_json("plugins", "--json")
+
+
+@pytest.mark.parametrize(("kind", "name"), COMPONENTS)
+def test_plugins_json_lists_every_component_with_its_parameters(
+    kind: str, name: str, plugins_json: list[dict[str, Any]]
+) -> None:
+    found = [(plugin, c) for plugin in plugins_json for c in plugin["components"]
+             if c["kind"] == kind and c["name"] == name]
+    assert len(found) == 1
+    plugin, component = found[0]
+    assert component["plugin"] == plugin["name"] and plugin["error"] is None
+    assert [(p["name"], p["type"], p["default"]) for p in component["params"]] == [
+        (p["name"], p["type"], p["default"]) for p in audioseq.component_params(kind, name)
+    ]
+
+
+def test_plugins_json_shows_the_built_ins(plugins_json: list[dict[str, Any]]) -> None:
+    by_name = {plugin["name"]: plugin for plugin in plugins_json}
+    cells = {c["name"] for c in by_name["audioseq.default_plugins.cells"]["components"]}
+    datasets = {c["name"] for c in by_name["audioseq.default_plugins.datasets"]["components"]}
+    features = {c["name"] for c in by_name["audioseq.default_plugins.features"]["components"]}
+    assert cells >= {"rnn", "lstm", "gru"}
+    assert datasets >= {"folder", "manifest", "synthetic"}
+    assert features >= {"logmel", "mfcc", "spectrogram"}
+    synthetic = next(c for c in by_name["audioseq.default_plugins.datasets"]["components"] if c["name"] == "synthetic")
+    assert {"name": "per_class", "type": "int", "default": 40}.items() <= synthetic["params"][0].items()
+
+
+_BAD_VALUES = {"int": "1.5x", "float": "abc", "bool": "maybe", "choice": "not-a-choice",
+               "int | None": "1.5x", "float | None": "abc", "list[int]": "a,b", "list[float]": "a,b"}
+_OPTION = {"cell": "--cell-opt", "feature": "--feature-opt", "dataset": "--dataset-opt"}
+
+BAD_OPTIONS = [
+    (kind, name, p["name"], _BAD_VALUES[p["type"]])
+    for kind, name in COMPONENTS for p in audioseq.component_params(kind, name) if p["type"] in _BAD_VALUES
+] + [(kind, name, "no_such_param", "1") for kind, name in COMPONENTS]
+
+
+def _train_args(kind: str, name: str, option: str) -> list[str]:
+    args = ["train", "--out", "never-written.safetensors", "--epochs", "1"]
+    args += ["--dataset", name if kind == "dataset" else "synthetic"]
+    args += ["--cell", name] if kind == "cell" else []
+    args += ["--features", name] if kind == "feature" else []
+    return args + [_OPTION[kind], option]
+
+
+@pytest.mark.parametrize(("kind", "name", "param", "value"), BAD_OPTIONS,
+                         ids=[f"{k}-{n}-{p}" for k, n, p, _ in BAD_OPTIONS])
+def test_a_bad_component_option_is_refused_naming_the_parameter(
+    kind: str, name: str, param: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(click_group, _train_args(kind, name, f"{param}={value}"))
+    assert result.exit_code != 0
+    assert param in result.output and "Error" in result.output
+    assert not (tmp_path / "never-written.safetensors").exists()
+
+
+@pytest.mark.parametrize(("option", "words"), [
+    (["--cell", "rnn", "--cell-opt", "nonlinearity=sigmoid"], "nonlinearity"),
+    (["--dataset-opt", "per_class=lots"], "per_class"),
+    (["--cell-opt", "forget_bias"], "key=value"),
+], ids=["cell", "dataset", "not-key-value"])
+def test_bad_options_through_the_installed_command(option: list[str], words: str, tmp_path: Path) -> None:
+    proc = run_cli("train", "--dataset", "synthetic", "--out", tmp_path / "m.safetensors", *option)
+    assert proc.returncode != 0
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.safetensors").exists()

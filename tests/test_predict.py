@@ -1,0 +1,477 @@
+"""The Python API: ``audioseq.load`` and ``Classifier.predict`` / ``predict_iter``.
+
+Batching must not change a clip's prediction, every input gets exactly one row in order,
+bad inputs become typed error rows, decoding is lazy, and damaged model files are refused
+with a typed error naming the file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import safetensors.torch
+import soundfile as sf
+import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import audioseq
+import audioseq.pipeline
+from audioseq.errors import (
+    AudioTooShortError,
+    EmptyAudioError,
+    ModelFileError,
+    NonFiniteAudioError,
+    UnknownComponentError,
+)
+from audioseq.modelfile import METADATA_KEY, read_tensors, write_tensors
+from conftest import sweep, tiny_classifier, write_wav
+from corpus import BAD_CASES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+POOLINGS = ("last", "mean", "attention")
+RATES = (8000, 16000, 22050, 44100, 48000)
+
+
+def probs(prediction: Any) -> np.ndarray:
+    assert prediction.error is None, f"{prediction.source}: {prediction.error_type}: {prediction.error}"
+    return np.array(list(prediction.probabilities.values()))
+
+
+def assert_valid_prediction(prediction: Any, labels: list[str]) -> None:
+    p = probs(prediction)
+    assert list(prediction.probabilities) == labels
+    assert np.isfinite(p).all() and (p >= 0).all()
+    assert p.sum() == pytest.approx(1.0, abs=1e-5)
+    assert prediction.label == labels[int(p.argmax())]
+    assert prediction.confidence == pytest.approx(p.max())
+    assert prediction.error_type is None
+
+
+# --- batching never changes a prediction ----------------------------------------------------
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("cell", audioseq.list_cells())
+def test_prediction_does_not_depend_on_the_batch(cell: str, pooling: str, bidirectional: bool) -> None:
+    clf = tiny_classifier(cell, pooling, bidirectional)
+    short = (sweep(0.25, 8000, seed=1), 8000)
+    longer = [(sweep(0.6, 8000, seed=2), 8000), (sweep(0.9, 16000, seed=3), 16000)]
+    alone = probs(clf.predict([short])[0])
+    batched = clf.predict([longer[0], short, longer[1]], batch_size=8)
+    np.testing.assert_allclose(probs(batched[1]), alone, rtol=0, atol=1e-5)
+    # Log-probabilities too, where a saturated random network would hide a difference in probabilities.
+    kept = alone > 1e-6
+    np.testing.assert_allclose(log(probs(batched[1]))[kept], log(alone)[kept], rtol=0, atol=1e-4)
+    for other in (batched[0], batched[2]):  # the comparison is sharp enough to see another clip
+        assert np.abs(log(probs(other)) - log(alone)).max() > 1e-3
+    # and the longest clip is unchanged by the shorter ones
+    np.testing.assert_allclose(probs(batched[2]), probs(clf.predict([longer[1]])[0]), rtol=0, atol=1e-5)
+
+
+def log(p: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(p, 1e-38))
+
+
+# --- one row per input, in order ----------------------------------------------------------
+
+_KINDS = {
+    "good": None,
+    "empty": EmptyAudioError,
+    "nan": NonFiniteAudioError,
+    "short": AudioTooShortError,
+}
+
+
+def _make_input(kind: str, seed: int) -> tuple[np.ndarray, int]:
+    if kind == "empty":
+        return np.zeros(0, dtype=np.float32), 8000
+    if kind == "nan":
+        wave = sweep(0.2, 8000, seed=seed)
+        wave[seed % len(wave)] = np.nan
+        return wave, 8000
+    if kind == "short":
+        return sweep(0.01, 8000, seed=seed), 8000  # 80 samples; one frame needs 256
+    return sweep(0.1 + (seed % 4) * 0.1, 8000, seed=seed), 8000
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(sorted(_KINDS)), min_size=1, max_size=14),
+    batch_size=st.integers(1, 5),
+)
+def test_predict_iter_gives_one_row_per_input_in_order(kinds: list[str], batch_size: int) -> None:
+    clf = _shared_classifier()
+    inputs = [_make_input(kind, seed) for seed, kind in enumerate(kinds)]
+    names = [f"clip-{i}-{kind}" for i, kind in enumerate(kinds)]
+    rows = list(clf.predict_iter(inputs, batch_size=batch_size, num_workers=0, names=names))
+    assert [r.source for r in rows] == names
+    for kind, row, source in zip(kinds, rows, inputs):
+        expected = _KINDS[kind]
+        if expected is None:
+            assert_valid_prediction(row, clf.labels)
+            np.testing.assert_allclose(probs(row), _alone(source), rtol=0, atol=1e-5)
+        else:
+            assert row.error_type == expected.__name__, row
+            assert row.label is None and row.confidence is None and row.probabilities == {}
+            assert row.error and not row.ok
+    assert len(clf.predict(inputs, batch_size=batch_size)) == len(inputs)
+
+
+_CACHE: dict[str, Any] = {}
+
+
+def _shared_classifier() -> Any:
+    if "clf" not in _CACHE:
+        _CACHE["clf"] = tiny_classifier("lstm", "attention", True, num_layers=1)
+    return _CACHE["clf"]
+
+
+def _alone(source: tuple[np.ndarray, int]) -> np.ndarray:
+    key = f"{source[1]}:{hash(source[0].tobytes())}"
+    if key not in _CACHE:
+        _CACHE[key] = probs(_shared_classifier().predict([source])[0])
+    return _CACHE[key]
+
+
+def test_a_single_input_need_not_be_a_list(good_wavs: list[Path]) -> None:
+    clf = tiny_classifier()
+    wave, rate = sweep(0.5, 8000), 8000
+    for single in (str(good_wavs[0]), good_wavs[0], (wave, rate)):
+        rows = clf.predict(single)
+        assert len(rows) == 1
+        assert_valid_prediction(rows[0], clf.labels)
+    assert clf.predict(str(good_wavs[0]))[0].source == str(good_wavs[0])
+    assert clf.predict((wave, rate))[0].source == "<waveform>"
+    assert clf.predict([]) == []
+
+
+def test_paths_and_arrays_of_the_same_clip_agree(tmp_path: Path) -> None:
+    clf = tiny_classifier("gru", "attention", True)
+    wave = sweep(0.7, 16000, seed=5)
+    path = tmp_path / "clip.wav"
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    by_path, by_array, by_tensor = clf.predict([path, (wave, 16000), (torch.from_numpy(wave), 16000)])
+    np.testing.assert_allclose(probs(by_path), probs(by_array), atol=1e-6)
+    np.testing.assert_allclose(probs(by_tensor), probs(by_array), atol=1e-6)
+    assert by_path.source == str(path)
+
+
+def test_a_saved_and_loaded_model_predicts_the_same(tmp_path: Path) -> None:
+    clf = tiny_classifier("rnn", "last", True)
+    clf.save(tmp_path / "m.safetensors")
+    loaded = audioseq.load(tmp_path / "m.safetensors")
+    assert loaded.labels == clf.labels and loaded.sample_rate == clf.sample_rate
+    assert loaded.path == str(tmp_path / "m.safetensors")
+    clips = [(sweep(s, 8000, seed=i), 8000) for i, s in enumerate((0.2, 0.9, 1.4))]
+    for a, b in zip(clf.predict(clips), loaded.predict(clips)):
+        np.testing.assert_array_equal(probs(a), probs(b))
+
+
+# --- the bad-input corpus --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_a_typed_error_row_between_good_ones(
+    case: str, bad_corpus: dict[str, tuple[Path, type]], good_wavs: list[Path], tiny_model_file: Path
+) -> None:
+    path, expected = bad_corpus[case]
+    clf = audioseq.load(tiny_model_file)
+    rows = clf.predict([good_wavs[0], path, good_wavs[1]], batch_size=2)
+    assert [r.source for r in rows] == [str(good_wavs[0]), str(path), str(good_wavs[1])]
+    assert rows[1].error_type == expected.__name__, rows[1]
+    assert rows[1].error and rows[1].label is None and rows[1].probabilities == {}
+    for good in (rows[0], rows[2]):
+        assert_valid_prediction(good, clf.labels)
+
+
+def test_whole_corpus_in_worker_processes_matches_in_process(
+    bad_corpus: dict[str, tuple[Path, type]], good_wavs: list[Path], tiny_model_file: Path
+) -> None:
+    clf = audioseq.load(tiny_model_file)
+    bad = [path for path, _ in bad_corpus.values()]
+    inputs = list(itertools.chain.from_iterable(zip(bad, itertools.cycle(good_wavs))))
+    in_process = clf.predict(inputs, batch_size=3, num_workers=0)
+    in_workers = clf.predict(inputs, batch_size=3, num_workers=2)
+    assert len(in_workers) == len(inputs)
+    expected = {str(path): cls.__name__ for path, cls in bad_corpus.values()}
+    for a, b in zip(in_process, in_workers):
+        assert a.source == b.source
+        assert a.error_type == b.error_type == expected.get(a.source)
+        if a.ok:
+            np.testing.assert_allclose(probs(a), probs(b), atol=1e-6)
+
+
+def test_too_short_clips_are_typed_errors(tmp_path: Path) -> None:
+    clf = tiny_classifier()
+    path = write_wav(tmp_path / "blip.wav", sweep(0.01, 8000), 8000)
+    rows = clf.predict([path, (sweep(0.005, 48000), 48000), (sweep(0.5, 8000), 8000)])
+    assert [r.error_type for r in rows] == ["AudioTooShortError", "AudioTooShortError", None]
+    assert "samples" in rows[0].error
+
+
+# --- lengths, rates and channel counts --------------------------------------------------------
+
+clip_specs = st.fixed_dictionaries({
+    "seconds": st.floats(0.05, 2.0),
+    "rate": st.sampled_from(RATES),
+    "channels": st.integers(1, 4),
+    "amplitude": st.sampled_from([0.0, 1e-6, 0.05, 0.5, 1.0]),
+    "seed": st.integers(0, 2**16),
+})
+
+
+def _clip(spec: dict[str, Any]) -> np.ndarray:
+    wave = sweep(spec["seconds"], spec["rate"], spec["seed"], spec["channels"])
+    return (wave / 0.42 * spec["amplitude"]).astype(np.float32)
+
+
+def _check(row: Any, labels: list[str]) -> None:
+    if row.error is not None:
+        assert row.error_type == "AudioTooShortError", row
+    else:
+        assert_valid_prediction(row, labels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(spec=clip_specs, channels_first=st.booleans(), dtype=st.sampled_from(["float32", "float64", "int16"]))
+@example(spec={"seconds": 0.01, "rate": 48000, "channels": 2, "amplitude": 0.5, "seed": 0},
+         channels_first=False, dtype="float32")
+def test_any_array_gives_finite_probabilities_or_too_short(
+    spec: dict[str, Any], channels_first: bool, dtype: str
+) -> None:
+    clf = _shared_classifier()
+    wave = _clip(spec)
+    if dtype == "int16":
+        wave = np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)
+    else:
+        wave = wave.astype(dtype)
+    if channels_first and wave.ndim == 2:
+        wave = np.ascontiguousarray(wave.T)
+    rows = clf.predict([(wave, spec["rate"])])
+    assert len(rows) == 1
+    _check(rows[0], clf.labels)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=clip_specs, subtype=st.sampled_from(["PCM_16", "PCM_24", "FLOAT"]))
+def test_any_wav_file_gives_finite_probabilities_or_too_short(spec: dict[str, Any], subtype: str) -> None:
+    clf = _shared_classifier()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.wav"
+        sf.write(path, np.clip(_clip(spec), -1, 1), spec["rate"], subtype=subtype)
+        rows = clf.predict([path])
+    assert len(rows) == 1 and rows[0].source == str(path)
+    _check(rows[0], clf.labels)
+
+
+def _sensitive_classifier(cell: str, bidirectional: bool) -> Any:
+    """A random network with a sharpened output layer, so different clips get clearly different answers."""
+    clf = tiny_classifier(cell, "attention", bidirectional)
+    with torch.no_grad():
+        clf.model.head.weight.mul_(10)
+    return clf
+
+
+def _sound(seed: int, rate: int) -> np.ndarray:
+    """A tone, a chirp or a pulse train under 3 kHz, so that 8 kHz keeps all of it."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.uniform(0.3, 1.0) * rate)
+    t = np.arange(n) / rate
+    kind = seed % 3
+    if kind == 0:
+        wave = np.sin(2 * np.pi * rng.uniform(200, 1500) * t)
+    elif kind == 1:
+        freq = np.linspace(rng.uniform(150, 600), rng.uniform(2000, 3000), n)
+        wave = np.sin(2 * np.pi * np.cumsum(freq) / rate)
+    else:
+        wave = np.zeros(n)
+        wave[:: int(rate / rng.uniform(8, 30))] = 1.0
+        wave = np.convolve(wave, np.hanning(rate // 500), mode="same")
+    return (0.5 * wave + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+def decimate(wave: np.ndarray, factor: int) -> np.ndarray:
+    """Another resampler than the engine's: a Kaiser-windowed sinc low-pass, then every factor-th sample."""
+    n = np.arange(-32 * factor, 32 * factor + 1)
+    cutoff = 0.92 / factor  # of the input Nyquist frequency
+    taps = cutoff * np.sinc(cutoff * n) * np.kaiser(len(n), 8.0)
+    return np.convolve(wave, taps / taps.sum(), mode="same")[::factor].astype(np.float32)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), cell=st.sampled_from(["rnn", "lstm", "gru"]), bidirectional=st.booleans())
+def test_a_48k_clip_and_its_resampled_copy_agree(seed: int, cell: str, bidirectional: bool) -> None:
+    clf = _sensitive_classifier(cell, bidirectional)
+    assert clf.sample_rate == 8000
+    wave = _sound(seed, 48000)
+    resampled = decimate(wave, 6)
+    at_48k, at_8k = clf.predict([(wave, 48000), (resampled, 8000)])
+    np.testing.assert_allclose(probs(at_48k), probs(at_8k), rtol=0, atol=0.01)
+
+
+def test_the_resampling_comparison_tells_clips_apart() -> None:
+    clf = _sensitive_classifier("gru", True)
+    rows = clf.predict([(_sound(seed, 48000), 48000) for seed in range(6)])
+    gaps = [np.abs(probs(a) - probs(b)).max() for a, b in itertools.combinations(rows, 2)]
+    assert np.median(gaps) > 0.05  # far above the 0.01 tolerance used for resampled copies
+
+
+# --- laziness -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def decode_counter(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    counts = {"decoded": 0}
+    real = audioseq.pipeline.read_audio
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        counts["decoded"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audioseq.pipeline, "read_audio", counting)
+    return counts
+
+
+def test_predict_iter_decodes_progressively(decode_counter: dict[str, int]) -> None:
+    clf = tiny_classifier(num_layers=1)
+    clip = (sweep(0.05, 8000), 8000)
+    total = 300
+    rows = clf.predict_iter([clip] * total, batch_size=2, num_workers=0)
+    first = next(rows)
+    assert first.ok
+    assert 0 < decode_counter["decoded"] <= 64, decode_counter
+    assert 1 + sum(1 for _ in rows) == total
+    assert decode_counter["decoded"] == total
+
+
+def test_predict_iter_pulls_a_generator_progressively(decode_counter: dict[str, int]) -> None:
+    clf = tiny_classifier(num_layers=1)
+    total, pulled = 300, [0]
+
+    def clips() -> Any:
+        for i in range(total):
+            pulled[0] += 1
+            yield sweep(0.05, 8000, seed=i), 8000  # a stream of waveforms must not be held all at once
+
+    rows = clf.predict_iter(clips(), batch_size=2, num_workers=0)
+    first = next(rows)
+    assert first.ok
+    assert decode_counter["decoded"] < total
+    assert pulled[0] < total, f"all {total} inputs were pulled before the first prediction"
+    assert 1 + sum(1 for _ in rows) == total
+
+
+# --- model files --------------------------------------------------------------------------------
+
+
+def _edited(source: Path, target: Path, edit: Callable[[dict[str, Any]], Any]) -> Path:
+    tensors, document = read_tensors(source)
+    edit(document)
+    write_tensors(target, tensors, document)
+    return target
+
+
+def _set(*keys: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        node = doc
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+
+    return edit
+
+
+MISMATCHES: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "wrong hidden_size": _set("network", "hidden_size", value=32),
+    "one label too many": lambda d: d["labels"].append("extra"),
+    "labels and outputs both wrong": lambda d: (d["labels"].append("extra"), d["network"].update(num_classes=4)),
+    "one label too few": lambda d: (d["labels"].pop(), d["network"].update(num_classes=2)),
+    "unknown network key": _set("network", "kernel_size", value=3),
+    "format version from the future": _set("format_version", value=2),
+    "not an audioseq model": _set("format", value="something.else"),
+    "no labels": lambda d: d.pop("labels"),
+    "duplicate labels": _set("labels", value=["a", "a", "b"]),
+    "more layers": _set("network", "num_layers", value=3),
+    "bidirectional": _set("network", "bidirectional", value=True),
+    "other pooling with weights": _set("network", "pooling", value="attention"),
+    "unknown pooling": _set("network", "pooling", value="median"),
+    "other cell": _set("network", "cell", value="lstm"),
+    "input size": _set("network", "input_size", value=17),
+    "feature size": _set("feature", "params", "n_mels", value=20),
+    "bad feature parameter": _set("feature", "params", "n_mels", value="many"),
+    "unknown cell parameter": _set("network", "cell_params", value={"forget_bias": 1.0}),
+    "cell parameters not an object": _set("network", "cell_params", value="forget_bias=1"),
+    "feature not an object": _set("feature", value="logmel"),
+    "absurd sample rate": _set("sample_rate", value=5),
+    "unknown preprocessing": _set("preprocess", "denoise", value=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+def test_a_description_that_does_not_match_the_weights_is_a_model_file_error(
+    case: str, tiny_model_file: Path, tmp_path: Path
+) -> None:
+    path = _edited(tiny_model_file, tmp_path / "edited.safetensors", MISMATCHES[case])
+    with pytest.raises(ModelFileError) as caught:
+        audioseq.load(path)
+    assert caught.value.path == str(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(("key", "kind"), [(("network", "cell"), "cell"), (("feature", "name"), "feature")])
+def test_a_component_from_a_missing_plugin_is_named(key: tuple[str, str], kind: str, tiny_model_file: Path,
+                                                     tmp_path: Path) -> None:
+    path = _edited(tiny_model_file, tmp_path / "plugin.safetensors", _set(*key, value=f"nope-{kind}"))
+    with pytest.raises(UnknownComponentError) as caught:
+        audioseq.load(path)
+    assert caught.value.kind == kind and caught.value.name == f"nope-{kind}"
+    assert f"'nope-{kind}'" in str(caught.value) and "plugin" in str(caught.value)
+
+
+def test_non_finite_weights_are_refused(tiny_model_file: Path, tmp_path: Path) -> None:
+    tensors, document = read_tensors(tiny_model_file)
+    name = "head.weight"
+    tensors[name] = tensors[name].clone()
+    tensors[name][0, 0] = math.inf
+    path = tmp_path / "inf.safetensors"
+    # write_tensors refuses to write this, as it should: build the file by hand.
+    path.write_bytes(safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(document)}))
+    with pytest.raises(ModelFileError, match="non-finite") as caught:
+        audioseq.load(path)
+    assert caught.value.path == str(path) and name in str(caught.value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from([
+    ("labels",), ("sample_rate",), ("feature",), ("network",), ("preprocess",), ("max_seconds",), ("metrics",),
+    ("format_version",), ("feature", "name"), ("feature", "params"), ("network", "cell"),
+    ("network", "cell_params"), ("network", "hidden_size"), ("network", "pooling"), ("network", "dropout"),
+    ("network", "num_classes"), ("preprocess", "trim_db"),
+]), value=json_values)
+def test_any_edited_description_loads_or_is_a_typed_error(
+    where: tuple[str, ...], value: Any, tiny_model_file: Path, tmp_path: Path
+) -> None:
+    path = _edited(tiny_model_file, tmp_path / "fuzzed.safetensors", _set(*where, value=value))
+    try:
+        audioseq.load(path)
+    except ModelFileError as exc:
+        assert exc.path == str(path)
+    except UnknownComponentError:
+        pass

@@ -1,0 +1,184 @@
+"""Training: results, checkpoints, and a run killed at any point resuming to the very same weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import audioseq
+from audioseq.dataset import Example
+from audioseq.errors import ModelFileError
+from audioseq.modelfile import read_tensors, write_tensors
+from audioseq.training import TrainConfig, checkpoint_path
+from conftest import TINY_DATASET_OPTS, TINY_TRAIN_ARGS, entry_point, run_cli, sweep, write_wav
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _tiny_config(**changes: Any) -> TrainConfig:
+    settings: dict[str, Any] = dict(hidden_size=16, num_layers=1, epochs=3, seed=3)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def _assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"tensor {name!r} differs"
+
+
+# --- what a run gives -----------------------------------------------------------------------------
+
+
+def test_train_returns_history_metrics_and_a_classifier(trained: Any) -> None:
+    assert [row["epoch"] for row in trained.history] == [1, 2]
+    for row in trained.history:
+        assert np.isfinite(row["train_loss"]) and np.isfinite(row["valid_loss"])
+        assert 0.0 <= row["valid_accuracy"] <= 1.0
+    metrics = trained.metrics
+    assert metrics["best_epoch"] in (1, 2) and metrics["epochs_run"] == 2
+    assert metrics["train_clips"] == 5 * 9  # per_class=12: examples 0-6, 10 and 11 of each class train
+    assert metrics["valid"]["count"] == 5 * 2 and metrics["test"]["count"] == 5
+    assert trained.classifier.labels == sorted(audioseq.load_dataset("synthetic", None, TINY_DATASET_OPTS).labels)
+
+
+def test_the_saved_model_reproduces_the_reported_test_scores(trained: Any, trained_model_file: Path) -> None:
+    assert not checkpoint_path(trained_model_file).exists()
+    clf = audioseq.load(trained_model_file)
+    data = audioseq.load_dataset("synthetic", None, TINY_DATASET_OPTS)
+    scores = audioseq.evaluate(clf, data, split="test")
+    assert scores["confusion_matrix"] == trained.metrics["test"]["confusion_matrix"]
+    assert clf.metrics["test"]["accuracy"] == trained.metrics["test"]["accuracy"]
+    _assert_same_tensors(read_tensors(trained_model_file)[0],
+                         {k: v.detach() for k, v in trained.classifier.model.state_dict().items()})
+
+
+def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not() -> None:
+    data = audioseq.load_dataset("synthetic", None, {"per_class": 4})
+    runs = [audioseq.train(data, _tiny_config(epochs=1, seed=seed)).classifier.model.state_dict()
+            for seed in (3, 3, 4)]
+    _assert_same_tensors(runs[0], runs[1])
+    assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_unreadable_training_clips_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    # Enough clips that decoding runs in worker processes, as it does on real datasets.
+    examples = [Example(write_wav(tmp_path / f"{i}.wav", sweep(0.2, 8000, seed=i), 8000), "ab"[i % 2], "train")
+                for i in range(90)]
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    examples.append(Example(broken, "a", "train"))
+    with pytest.warns(UserWarning, match="skipped 1 unreadable clip"):
+        result = audioseq.train(examples, _tiny_config(epochs=1, hidden_size=4, augment=None))
+    assert result.metrics["train_clips"] + result.metrics["valid"]["count"] == 90
+
+
+# --- interrupted and resumed ------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(epoch: int) -> Any:
+    def callback(row: dict[str, Any]) -> None:
+        if row["epoch"] >= epoch:
+            raise _Stop
+
+    return callback
+
+
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_an_interrupted_run_resumes_to_the_same_weights(stop_after: int, tmp_path: Path) -> None:
+    data = audioseq.load_dataset("synthetic", None, TINY_DATASET_OPTS)
+    whole = audioseq.train(data, _tiny_config(), out=tmp_path / "whole.safetensors")
+    out = tmp_path / "resumed.safetensors"
+    with pytest.raises(_Stop):
+        audioseq.train(data, _tiny_config(), out=out, callback=_stop_after(stop_after))
+    _, document = read_tensors(checkpoint_path(out), require_document=True)
+    assert document["kind"] == "checkpoint" and document["epoch"] == stop_after
+    assert len(document["history"]) == stop_after
+    resumed = audioseq.train(data, _tiny_config(), out=out, resume=True)
+    assert resumed.history == whole.history
+    assert resumed.metrics["test"] == whole.metrics["test"]
+    _assert_same_tensors(read_tensors(out)[0], read_tensors(tmp_path / "whole.safetensors")[0])
+    assert not checkpoint_path(out).exists()
+
+
+def test_resume_refuses_a_checkpoint_from_other_settings(tmp_path: Path) -> None:
+    data = audioseq.load_dataset("synthetic", None, TINY_DATASET_OPTS)
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(_Stop):
+        audioseq.train(data, _tiny_config(), out=out, callback=_stop_after(1))
+    with pytest.raises(ValueError, match="other data or settings"):
+        audioseq.train(data, _tiny_config(lr=1e-3), out=out, resume=True)
+    other_data = audioseq.load_dataset("synthetic", None, {"per_class": 11})
+    with pytest.raises(ValueError, match="other data or settings"):
+        audioseq.train(other_data, _tiny_config(), out=out, resume=True)
+    assert checkpoint_path(out).exists()  # refused, not deleted
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds, or None while there is none (it is replaced atomically)."""
+    try:
+        _, document = read_tensors(path, require_document=True)
+    except ModelFileError:
+        return None
+    return int(document["epoch"])
+
+
+def test_a_killed_training_process_resumes_to_exactly_the_uninterrupted_weights(tmp_path: Path) -> None:
+    epochs = 6
+    args = ["train", "--dataset", "synthetic", "--epochs", epochs, "--seed", "3", *TINY_TRAIN_ARGS]
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "killed").mkdir()
+    whole_out, out = tmp_path / "whole" / "m.safetensors", tmp_path / "killed" / "m.safetensors"
+
+    reference = run_cli(*args, "--out", whole_out)
+    assert reference.returncode == 0, reference.stderr
+
+    ckpt = checkpoint_path(out)
+    proc = subprocess.Popen(entry_point() + [str(a) for a in args] + ["--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        while (_checkpoint_epoch(ckpt) or 0) < 2:
+            assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 240 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    killed_at = _checkpoint_epoch(ckpt)
+    assert killed_at is not None and 2 <= killed_at < epochs
+
+    # Mark the restored history (it does not steer training) to see the run really resumed.
+    tensors, document = read_tensors(ckpt, require_document=True)
+    document["history"][0]["train_loss"] = 12345.0
+    write_tensors(ckpt, tensors, document)
+
+    resumed = run_cli(*args, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_tensors(read_tensors(out)[0], read_tensors(whole_out)[0])
+    assert read_tensors(out)[1]["network"] == read_tensors(whole_out)[1]["network"]
+    history = json.loads(out.with_suffix(".metrics.json").read_text())["history"]
+    whole_history = json.loads(whole_out.with_suffix(".metrics.json").read_text())["history"]
+    assert history[0]["train_loss"] == 12345.0  # from the checkpoint: epochs 1..killed_at were not rerun
+    assert history[1:] == whole_history[1:]
+    assert not ckpt.exists()
