@@ -12,7 +12,9 @@ from typing import Any, Callable, Iterable
 
 import click
 
+from .app_command import app
 from .errors import AudioseqError, ParameterError
+from .scaffold import new_plugin
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus"}
 
@@ -264,13 +266,8 @@ def info(model: str, as_json: bool) -> None:
             click.echo(f"  {split} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
 
 
-from .scaffold import new_plugin as _new_plugin_command
-
-cli.add_command(_new_plugin_command, name="new-plugin")
-
-
-from .app_command import app as _app_command
-cli.add_command(_app_command)
+cli.add_command(new_plugin, name="new-plugin")
+cli.add_command(app)
 
 
 def main() -> None:
