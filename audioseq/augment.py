@@ -42,16 +42,16 @@ class Augment:
 
     speeds: tuple[float, ...] = (0.9, 0.95, 1.0, 1.05, 1.1)
     gain_db: float = 10.0
-    noise_p: float = 0.5
-    snr_db: tuple[float, float] = (10.0, 40.0)
+    noise_p: float = 0.3
+    snr_db: tuple[float, float] = (20.0, 40.0)
     pad_p: float = 0.5
     pad_seconds: float = 0.5
     stretch: tuple[float, float] = (0.7, 1.4)
     warp: tuple[float, float] = (1.0, 1.0)
-    time_masks: int = 2
+    time_masks: int = 1
     time_mask_frac: float = 0.1
-    freq_masks: int = 2
-    freq_mask_width: int = 5
+    freq_masks: int = 1
+    freq_mask_width: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
