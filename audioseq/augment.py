@@ -51,7 +51,7 @@ class Augment:
     time_masks: int = 1
     time_mask_frac: float = 0.1
     freq_masks: int = 1
-    freq_mask_width: int = 3
+    freq_mask_width: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -38,11 +38,16 @@ def naive_predict(clf: audioseq.Classifier, files: list[str]) -> list[str]:
 
 
 def naive_features(y: np.ndarray, sr: int, feat: torch.nn.Module) -> np.ndarray:
+    """The model's features (log-mel, or MFCC as the DCT of log-mel) computed with librosa."""
+    mel_fb = feat.mel.mel_scale
     mel = librosa.feature.melspectrogram(
         y=y, sr=sr, n_fft=feat.n_fft, win_length=feat.win_length, hop_length=feat.hop_length,
-        n_mels=feat.dim, fmin=20.0, center=False, power=2.0,
+        n_mels=mel_fb.n_mels, fmin=mel_fb.f_min, center=False, power=2.0,
     )
-    return np.log(np.maximum(mel, 1e-10)).T.astype(np.float32)
+    log_mel = np.log(np.maximum(mel, 1e-10))
+    if hasattr(feat, "dct"):
+        return librosa.feature.mfcc(S=log_mel, n_mfcc=feat.dim, norm="ortho").T.astype(np.float32)
+    return log_mel.T.astype(np.float32)
 
 
 def timed(fn, *args) -> tuple[float, object]:

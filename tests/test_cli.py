@@ -323,7 +323,7 @@ def test_info_json_describes_the_model(trained_cli: tuple[Any, Path]) -> None:
     assert info["labels"] == clf.labels and info["sample_rate"] == 8000
     assert info["network"]["cell"] == "gru" and info["network"]["hidden_size"] == 16
     assert info["network"]["num_layers"] == 1
-    assert info["feature"]["name"] == "logmel"
+    assert info["feature"]["name"] == "mfcc"
     assert info["parameters"] == clf.num_parameters() > 0
     assert info["metrics"]["test"]["accuracy"] == clf.metrics["test"]["accuracy"]
 

@@ -107,11 +107,11 @@ class MFCC(LogMel):
     def __init__(
         self,
         sample_rate: int,
-        n_mfcc: int = 20,
+        n_mfcc: int = 13,
         n_mels: int = 40,
         win_ms: float = 25.0,
         hop_ms: float = 10.0,
-        f_min: float = 20.0,
+        f_min: float = 100.0,
         f_max: float | None = None,
     ) -> None:
         super().__init__(sample_rate, n_mels, win_ms, hop_ms, f_min, f_max)
