@@ -36,7 +36,7 @@ def run(n: int) -> dict:
 
 def main() -> None:
     small, large = run(1000), run(10000)
-    print("| inputs | predictions | peak RSS main (MB) | peak RSS largest worker (MB) |\n|---|---|---|---|")
+    print("| inputs | predictions | peak RSS main (MB) | peak RSS of its largest child process (MB) |\n|---|---|---|---|")
     for r in (small, large):
         print(f"| {r['n']:,} | {r['ok']:,} | {r['self_mb']:.0f} | {r['workers_mb']:.0f} |")
     print(f"\nratio 10,000 / 1,000 (main process): {large['self_mb'] / small['self_mb']:.2f}x")
