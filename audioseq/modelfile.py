@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping, NoReturn
 
-import safetensors.torch
+from safetensors.torch import load as tensors_from_bytes  # safetensors' own format, never pickle
+from safetensors.torch import save as tensors_to_bytes
 import torch
 
 from audioseq.errors import ModelFileError
@@ -104,7 +105,7 @@ def read_tensors(
     header_len = _header_length(where, data[:8], len(data))
     header = _validate_header(where, data[8 : 8 + header_len], len(data) - 8 - header_len)
     try:
-        tensors = safetensors.torch.load(data)
+        tensors = tensors_from_bytes(data)
     except Exception as exc:  # the library raises its own, unspecified, error types
         _fail(where, f"the safetensors library rejected the file: {exc}", exc)
     for name in sorted(tensors):
@@ -148,7 +149,7 @@ def _serialise(where: str, tensors: Mapping[str, torch.Tensor], document: Mappin
         text = json.dumps(dict(document), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         _fail(where, f"the document is not plain JSON: {exc}", exc)
-    payload = safetensors.torch.save(prepared, metadata={METADATA_KEY: text})
+    payload = tensors_to_bytes(prepared, metadata={METADATA_KEY: text})
     header_len = struct.unpack("<Q", payload[:8])[0]
     if len(payload) > MAX_FILE_BYTES or header_len > MAX_HEADER_BYTES:
         _fail(where, f"the file would be {_size(len(payload))} with a {_size(header_len)} header, "

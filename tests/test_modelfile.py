@@ -303,7 +303,7 @@ def test_write_refuses_what_could_not_be_read_back(
     assert os.listdir(valid.parent) == [valid.name]
 
 
-@pytest.mark.parametrize("target", ["os.replace", "os.fsync", "safetensors.torch.save"])
+@pytest.mark.parametrize("target", ["os.replace", "os.fsync", "audioseq.modelfile.tensors_to_bytes"])
 def test_failed_write_leaves_the_old_file_and_no_temporary_files(
     valid: Path, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
