@@ -8,6 +8,7 @@ sorts it by length and cuts it into batches, so memory stays flat however many i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Iterator, Sequence
 
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .audio import AudioLimits, check_min_samples, read_audio, source_name
-from .errors import AudioError
+from .errors import AudioError, UnreadableAudioError
 from .preprocess import Preprocess, pad_batch
 
 
@@ -50,9 +51,9 @@ class Frontend(nn.Module):
         self.limits = limits
         self.in_workers = bool(getattr(feature, "in_workers", False))
 
-    @property
+    @functools.cached_property
     def min_samples(self) -> int:
-        """Fewest samples that give one frame."""
+        """Fewest samples that give one frame (found once: it is asked for every clip)."""
         n = getattr(self.feature, "min_samples", None)
         if n is not None:
             return int(n)
@@ -120,8 +121,6 @@ class ClipDataset(torch.utils.data.Dataset):
         except AudioError as exc:
             return Item(index, name, error=exc)
         except Exception as exc:  # a decoder bug must cost one row, not the batch
-            from .errors import UnreadableAudioError
-
             return Item(index, name, error=UnreadableAudioError(name, f"{type(exc).__name__}: {exc}"))
         if self.frontend.in_workers:
             return Item(index, name, frames=self.frontend.clip_frames(wave))
