@@ -107,7 +107,7 @@ class Classifier:
     def predict_iter(
         self,
         inputs: Iterable[Any],
-        batch_size: int = 32,
+        batch_size: int = 128,
         num_workers: int | None = None,
         names: Sequence[str] | None = None,
     ) -> Iterator[Prediction]:
@@ -143,7 +143,7 @@ class Classifier:
             offset += len(chunk)
 
     def predict(
-        self, inputs: Iterable[Any], batch_size: int = 32, num_workers: int | None = None
+        self, inputs: Iterable[Any], batch_size: int = 128, num_workers: int | None = None
     ) -> list[Prediction]:
         """Classify clips: paths, or ``(waveform, sample_rate)`` pairs.
 

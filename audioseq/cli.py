@@ -164,7 +164,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
 @click.option("--workers", type=int, default=None, help="Decoding processes (default: by input count).")
 @click.option("--max-errors", default=0, show_default=True, help="Exit 1 when more inputs than this failed.")
 @_friendly
