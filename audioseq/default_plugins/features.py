@@ -18,6 +18,20 @@ from ..hookspecs import hookimpl
 _LOG_FLOOR = 1e-10
 
 
+def power_spectrum(spec: torchaudio.transforms.Spectrogram, waveform: Tensor) -> Tensor:
+    """|STFT|² with ``spec``'s settings, (B, N) → (B, n_fft // 2 + 1, T).
+
+    Summed from the squared real and imaginary parts: the transform's own
+    ``power=2`` takes the complex magnitude first, which alone costs a third of the features'
+    time on CPU.
+    """
+    stft = torchaudio.functional.spectrogram(
+        waveform, spec.pad, spec.window, spec.n_fft, spec.hop_length, spec.win_length, power=None,
+        normalized=spec.normalized, center=spec.center, pad_mode=spec.pad_mode, onesided=spec.onesided,
+    )
+    return stft.real.square() + stft.imag.square()
+
+
 class _Framed(nn.Module):
     """Frame arithmetic shared by the STFT-based features."""
 
@@ -89,7 +103,8 @@ class LogMel(_Framed):
         empty = self._no_frames(waveform)
         if empty is not None:
             return empty
-        return torch.log(self.mel(waveform).clamp(min=_LOG_FLOOR)).transpose(-1, -2)
+        mel = self.mel.mel_scale(power_spectrum(self.mel.spectrogram, waveform))
+        return torch.log(mel.clamp(min=_LOG_FLOOR)).transpose(-1, -2)
 
 
 class MFCC(LogMel):
@@ -146,7 +161,7 @@ class LogSpectrogram(_Framed):
         empty = self._no_frames(waveform)
         if empty is not None:
             return empty
-        return torch.log(self.spec(waveform).clamp(min=_LOG_FLOOR)).transpose(-1, -2)
+        return torch.log(power_spectrum(self.spec, waveform).clamp(min=_LOG_FLOOR)).transpose(-1, -2)
 
 
 @hookimpl
