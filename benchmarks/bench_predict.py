@@ -10,6 +10,7 @@ Usage: python benchmarks/bench_predict.py [--clips N]
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 
 import librosa
@@ -17,9 +18,12 @@ import numpy as np
 import torch
 
 import audioseq
+from audioseq.pipeline import Item, iter_batches
 from audioseq.preprocess import pad_batch
 
 from common import fsdd_files, model_path
+
+PREDICT_BATCH = inspect.signature(audioseq.Classifier.predict).parameters["batch_size"].default
 
 
 def naive_predict(clf: audioseq.Classifier, files: list[str]) -> list[str]:
@@ -72,10 +76,15 @@ def main() -> None:
     waves = [clf.frontend.prepare(f) for f in files]
     feat = clf.frontend.feature
 
+    # The batches Classifier.predict makes: its default batch size, clips of similar length
+    # together (each window of 8 batches sorted by length).
+    items = [Item(i, f, waveform=w) for i, (f, w) in enumerate(zip(files, waves))]
+    batches = [[it.waveform for it in good] for good, _ in iter_batches(iter(items), PREDICT_BATCH)]
+
     def batched() -> None:
-        for i in range(0, len(waves), 64):
+        for batch in batches:
             with torch.no_grad():
-                feat(pad_batch(waves[i : i + 64])[0])
+                feat(pad_batch(batch)[0])
 
     def per_clip_librosa() -> None:
         for w in waves:
