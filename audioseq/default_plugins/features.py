@@ -18,18 +18,19 @@ from ..hookspecs import hookimpl
 _LOG_FLOOR = 1e-10
 
 
-def power_spectrum(spec: torchaudio.transforms.Spectrogram, waveform: Tensor) -> Tensor:
-    """|STFT|² with ``spec``'s settings, (B, N) → (B, n_fft // 2 + 1, T).
+def squared_stft(spec: torchaudio.transforms.Spectrogram, waveform: Tensor) -> Tensor:
+    """Squared real and imaginary parts of the STFT with ``spec``'s settings, frames first:
+    (B, N) → (B, T, n_fft // 2 + 1, 2). Summed over the last axis they are the power spectrum.
 
-    Summed from the squared real and imaginary parts: the transform's own
-    ``power=2`` takes the complex magnitude first, which alone costs a third of the features'
-    time on CPU.
+    Squaring the two parts where they lie (torch's STFT is frames-major in memory) and folding
+    the sum into the next matrix product is a good deal cheaper on CPU than the transform's own
+    ``power=2``, which takes each complex magnitude and then squares it.
     """
     stft = torchaudio.functional.spectrogram(
         waveform, spec.pad, spec.window, spec.n_fft, spec.hop_length, spec.win_length, power=None,
         normalized=spec.normalized, center=spec.center, pad_mode=spec.pad_mode, onesided=spec.onesided,
     )
-    return stft.real.square() + stft.imag.square()
+    return torch.view_as_real(stft.transpose(-1, -2)).square()
 
 
 class _Framed(nn.Module):
@@ -103,8 +104,9 @@ class LogMel(_Framed):
         empty = self._no_frames(waveform)
         if empty is not None:
             return empty
-        mel = self.mel.mel_scale(power_spectrum(self.mel.spectrogram, waveform))
-        return torch.log(mel.clamp(min=_LOG_FLOOR)).transpose(-1, -2)
+        parts = squared_stft(self.mel.spectrogram, waveform)  # (B, T, F, 2)
+        fb = self.mel.mel_scale.fb.repeat_interleave(2, dim=0)  # (2F, n_mels): one row per part
+        return torch.log((parts.flatten(-2) @ fb).clamp(min=_LOG_FLOOR))
 
 
 class MFCC(LogMel):
@@ -161,7 +163,7 @@ class LogSpectrogram(_Framed):
         empty = self._no_frames(waveform)
         if empty is not None:
             return empty
-        return torch.log(power_spectrum(self.spec, waveform).clamp(min=_LOG_FLOOR)).transpose(-1, -2)
+        return torch.log(squared_stft(self.spec, waveform).sum(-1).clamp(min=_LOG_FLOOR))
 
 
 @hookimpl
