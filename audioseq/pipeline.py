@@ -33,9 +33,22 @@ class Item:
 
     @property
     def size(self) -> int:
+        """Length: samples, or frames for frames."""
         if self.frames is not None:
             return self.frames.shape[0]
         return self.waveform.numel() if self.waveform is not None else 0
+
+    @property
+    def cost(self) -> int:
+        """Values the item holds: samples, or frames × features."""
+        if self.frames is not None:
+            return self.frames.numel()
+        return self.waveform.numel() if self.waveform is not None else 0
+
+
+MAX_BATCH_VALUES = 4_000_000
+"""Most values in one padded batch (16 MB of float32, about 8 minutes of 8 kHz audio): many
+short clips share a batch, a long one goes with few others or alone."""
 
 
 class Frontend(nn.Module):
@@ -188,32 +201,51 @@ def iter_items(
 
 
 def iter_batches(
-    items: Iterator[Item], batch_size: int, buffer_batches: int = 8
+    items: Iterator[Item],
+    batch_size: int,
+    buffer_batches: int = 8,
+    max_batch_values: int | None = None,
 ) -> Iterator[tuple[list[Item], list[Item]]]:
     """Group decoded items into (good batch, errors) pairs, batching clips of similar length.
 
-    A buffer of ``batch_size × buffer_batches`` clips is sorted by length and cut into
-    batches; memory is bounded by the buffer, not by the number of inputs.
+    Items are buffered, sorted by length and cut into batches of at most ``batch_size`` clips
+    and, padded to the longest, at most ``max_batch_values`` values (default
+    :data:`MAX_BATCH_VALUES`; a longer clip goes alone).
+    The buffer is emptied once it holds ``buffer_batches`` batches' worth of clips, of values or
+    of errors, so memory is bounded by the buffer — not by the number of inputs, nor by how
+    long they are — and errors stream out even when no clip is good.
     """
+    if max_batch_values is None:
+        max_batch_values = MAX_BATCH_VALUES
     buffer: list[Item] = []
     errors: list[Item] = []
+    held = 0
+
+    def cut(ordered: list[Item]) -> list[list[Item]]:
+        batches: list[list[Item]] = []
+        current: list[Item] = []
+        for item in ordered:  # ascending: the item is the longest of its batch so far
+            if current and (len(current) == batch_size or (len(current) + 1) * item.cost > max_batch_values):
+                batches.append(current)
+                current = []
+            current.append(item)
+        return batches + [current] if current else batches
 
     def flush() -> Iterator[tuple[list[Item], list[Item]]]:
-        nonlocal buffer, errors
-        buffer.sort(key=lambda it: it.size)
-        batches = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)]
-        if errors and not batches:
-            batches = [[]]
+        nonlocal buffer, errors, held
+        batches = cut(sorted(buffer, key=lambda it: it.size)) or [[]]
         for i, batch in enumerate(batches):
             yield batch, (errors if i == 0 else [])
-        buffer, errors = [], []
+        buffer, errors, held = [], [], 0
 
+    limit = batch_size * buffer_batches
     for item in items:
         if item.error is not None:
             errors.append(item)
         else:
             buffer.append(item)
-        if len(buffer) >= batch_size * buffer_batches:
+            held += item.cost
+        if len(buffer) >= limit or len(errors) >= limit or held >= max_batch_values * buffer_batches:
             yield from flush()
     if buffer or errors:
         yield from flush()

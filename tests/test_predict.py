@@ -371,6 +371,74 @@ def test_predict_iter_pulls_a_generator_progressively(decode_counter: dict[str, 
     assert 1 + sum(1 for _ in rows) == total
 
 
+def _items(sizes: list[int | None]) -> list[audioseq.pipeline.Item]:
+    """Decoded items of the given lengths; None is an error item."""
+    return [
+        audioseq.pipeline.Item(i, f"clip{i}", error=EmptyAudioError(f"clip{i}", "no samples"))
+        if n is None
+        else audioseq.pipeline.Item(i, f"clip{i}", waveform=torch.zeros(n))
+        for i, n in enumerate(sizes)
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.one_of(st.none(), st.integers(1, 3000)), max_size=80),
+    batch_size=st.integers(1, 9),
+    budget=st.integers(1, 5000),
+)
+def test_batches_hold_every_item_once_within_both_limits(sizes: list[int | None], batch_size: int, budget: int) -> None:
+    seen = []
+    for batch, errors in audioseq.pipeline.iter_batches(iter(_items(sizes)), batch_size, 2, budget):
+        assert batch or errors
+        assert all(it.error is not None for it in errors) and all(it.error is None for it in batch)
+        assert len(batch) <= batch_size
+        if len(batch) > 1:
+            assert len(batch) * max(it.cost for it in batch) <= budget, [it.cost for it in batch]
+        seen += [it.index for it in batch + errors]
+    assert sorted(seen) == list(range(len(sizes)))
+
+
+@pytest.mark.parametrize(
+    "sizes, first_batch_after",
+    [
+        ([600] * 40, 4),  # long clips: 2 batches' worth of values (2 × 1000) is 4 clips, not 16
+        ([10] * 40, 16),  # short clips: 2 batches' worth of clips
+        ([None] * 40, 16),  # errors alone still stream out
+    ],
+)
+def test_the_buffer_is_bounded_by_values_clips_and_errors(sizes: list[int | None], first_batch_after: int) -> None:
+    pulled = [0]
+
+    def stream() -> Any:
+        for item in _items(sizes):
+            pulled[0] += 1
+            yield item
+
+    batches = audioseq.pipeline.iter_batches(stream(), 8, 2, 1000)
+    next(batches)
+    assert pulled[0] == first_batch_after
+
+
+def test_a_long_clip_is_predicted_in_a_batch_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    clf = tiny_classifier(num_layers=1)
+    short, long = (sweep(0.1, 8000), 8000), (sweep(2.0, 8000, seed=1), 8000)
+    sizes = []
+    real = clf.probabilities
+
+    def recording(frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(lengths))
+        return real(frames, lengths)
+
+    monkeypatch.setattr(clf, "probabilities", recording)
+    monkeypatch.setattr(audioseq.pipeline, "MAX_BATCH_VALUES", 8000)
+    rows = clf.predict([short, long, short, short], batch_size=4)
+    assert [r.ok for r in rows] == [True] * 4
+    assert sorted(sizes) == [1, 3], sizes
+    alone = clf.predict([long])[0]
+    np.testing.assert_allclose(probs(rows[1]), probs(alone), atol=1e-6)
+
+
 # --- model files --------------------------------------------------------------------------------
 
 
