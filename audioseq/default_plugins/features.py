@@ -99,14 +99,15 @@ class LogMel(_Framed):
             norm="slaney",
             mel_scale="slaney",
         )
+        # The filterbank with each row twice, for the squared real and imaginary parts: (2F, n_mels).
+        self.register_buffer("part_fb", self.mel.mel_scale.fb.repeat_interleave(2, dim=0), persistent=False)
 
     def forward(self, waveform: Tensor) -> Tensor:
         empty = self._no_frames(waveform)
         if empty is not None:
             return empty
         parts = squared_stft(self.mel.spectrogram, waveform)  # (B, T, F, 2)
-        fb = self.mel.mel_scale.fb.repeat_interleave(2, dim=0)  # (2F, n_mels): one row per part
-        return torch.log((parts.flatten(-2) @ fb).clamp(min=_LOG_FLOOR))
+        return torch.log((parts.flatten(-2) @ self.part_fb).clamp(min=_LOG_FLOOR))
 
 
 class MFCC(LogMel):
