@@ -32,15 +32,8 @@ class Item:
     error: AudioError | None = None
 
     @property
-    def size(self) -> int:
-        """Length: samples, or frames for frames."""
-        if self.frames is not None:
-            return self.frames.shape[0]
-        return self.waveform.numel() if self.waveform is not None else 0
-
-    @property
     def cost(self) -> int:
-        """Values the item holds: samples, or frames × features."""
+        """Values the item holds: samples, or frames × features (grows with the clip's length)."""
         if self.frames is not None:
             return self.frames.numel()
         return self.waveform.numel() if self.waveform is not None else 0
@@ -233,7 +226,7 @@ def iter_batches(
 
     def flush() -> Iterator[tuple[list[Item], list[Item]]]:
         nonlocal buffer, errors, held
-        batches = cut(sorted(buffer, key=lambda it: it.size)) or [[]]
+        batches = cut(sorted(buffer, key=lambda it: it.cost)) or [[]]
         for i, batch in enumerate(batches):
             yield batch, (errors if i == 0 else [])
         buffer, errors, held = [], [], 0

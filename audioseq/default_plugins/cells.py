@@ -75,11 +75,11 @@ class _FusedCell(nn.Module):
             # runs as it is. Skipping the packing saves about a quarter of a CPU forward and
             # backward pass; the bound keeps the discarded padding steps finite, so no NaN
             # reaches a gradient.
-            valid = torch.arange(x.shape[1], device=x.device).view(1, -1, 1) < lengths.to(x.device).view(-1, 1, 1)
+            lengths = lengths.to(x.device).view(-1, 1, 1)
             out, _ = self.fused(x, state.unsqueeze(0))
-            outputs = torch.where(valid, out, torch.zeros_like(out))
-            last = (lengths.to(x.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
-            return outputs, out.gather(1, last).squeeze(1)
+            valid = torch.arange(x.shape[1], device=x.device).view(1, -1, 1) < lengths
+            last = out.gather(1, (lengths - 1).expand(-1, 1, out.shape[2])).squeeze(1)
+            return torch.where(valid, out, torch.zeros_like(out)), last
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         hx = tuple(s.unsqueeze(0) for s in state) if isinstance(state, tuple) else state.unsqueeze(0)
         out, final = self.fused(packed, hx)
