@@ -21,8 +21,9 @@ def register_cells(register: Register) -> None:
     ``forward(x_t: (B, I), state) -> (h_t: (B, H), new_state)``. Optionally:
     ``forward_gates(x_t, state) -> (h_t, new_state, gates)`` with ``gate_names`` to expose gate
     activations (B, H), and a whole-sequence fast path
-    ``forward_sequence(x: (B, T, I), lengths: (B,), state) -> (outputs: (B, T, H), final_state)``
-    equal to unrolling. Its state_dict must hold only floating-point tensors.
+    ``forward_sequence(x: (B, T, I), lengths: (B,), state, need_state=True) -> (outputs: (B, T, H), final_state)``
+    equal to unrolling (with ``need_state=False`` the final state may be None: the encoder
+    reads only the outputs). Its state_dict must hold only floating-point tensors.
     Check a cell with ``audioseq.testing.check_cell``.
     """
 

@@ -72,7 +72,7 @@ def run_cell(cell: nn.Module, x: Tensor, lengths: Tensor, fast: bool = True) -> 
     """Whole sequences through one cell, using its fast path when it has one. (B, T, I) → (B, T, H)."""
     state = cell.initial_state(x.shape[0], x.device, x.dtype)
     if fast and hasattr(cell, "forward_sequence"):
-        return cell.forward_sequence(x, lengths, state)[0]
+        return cell.forward_sequence(x, lengths, state, need_state=False)[0]
     return unroll(cell, x, lengths, state)[0]
 
 

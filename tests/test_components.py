@@ -185,13 +185,17 @@ def test_padding_is_invisible(name: str, lengths: list[int], seed: int) -> None:
     paths = [unroll(cell, x, lengths_t)]
     if hasattr(cell, "forward_sequence"):
         paths.append(cell.forward_sequence(x, lengths_t, cell.initial_state(B, "cpu", torch.float64)))
+        outputs_only, _ = cell.forward_sequence(
+            x, lengths_t, cell.initial_state(B, "cpu", torch.float64), need_state=False
+        )
+        paths.append((outputs_only, None))
     with torch.no_grad():
         for out, final in paths:
             assert bool((out[padded] == 0).all())
             for b, n in enumerate(lengths):
                 alone_out, alone_state = unroll(cell, x[b : b + 1, :n], lengths_t[b : b + 1])
                 assert float((out[b, :n] - alone_out[0]).abs().max()) <= 1e-5
-                for mine, ref in zip(_leaves(final), _leaves(alone_state)):
+                for mine, ref in zip(_leaves(final) if final is not None else [], _leaves(alone_state)):
                     assert float((mine[b] - ref[0]).abs().max()) <= 1e-5
 
 
@@ -228,8 +232,15 @@ class BatchMeanCell(TanhCell):
 class UnmaskedFastPathCell(GRUCell):
     """A whole-sequence path that ignores the lengths."""
 
-    def forward_sequence(self, x: Tensor, lengths: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_sequence(self, x: Tensor, lengths: Tensor, state: Tensor, need_state: bool = True) -> tuple[Tensor, Tensor]:
         return unroll(self, x, torch.full_like(lengths, x.shape[1]), state)
+
+
+class StatefulOnlyFastPathCell(GRUCell):
+    """A whole-sequence path written before the encoder could ask for outputs only."""
+
+    def forward_sequence(self, x: Tensor, lengths: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return super().forward_sequence(x, lengths, state)
 
 
 class InPlaceCell(TanhCell):
@@ -277,6 +288,7 @@ def test_check_cell_passes_a_cell_that_keeps_the_contract() -> None:
     [
         (BatchMeanCell, "padding leaked into the state"),
         (UnmaskedFastPathCell, "forward_sequence output past the length"),
+        (StatefulOnlyFastPathCell, "forward_sequence signature"),
         (InPlaceCell, "state modified in place"),
         (UnusedWeightCell, "gradients"),
         (PlainAttributeCell, "model file round trip"),

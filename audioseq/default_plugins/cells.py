@@ -26,7 +26,9 @@ class _FusedCell(nn.Module):
 
     fused: nn.RNNBase
     gate_names: tuple[str, ...] = ()
-    bounded_state = False  # True when the state is one tensor that cannot grow without bound
+    # True when running steps past a sequence's end cannot overflow: a tanh RNN's or a GRU's
+    # state is bounded, an LSTM's cell state grows by at most 1 a step; a ReLU RNN's can explode.
+    padding_stays_finite = False
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -57,29 +59,36 @@ class _FusedCell(nn.Module):
         raise NotImplementedError
 
     def forward_sequence(
-        self, x: Tensor, lengths: Tensor, state: State
-    ) -> tuple[Tensor, State]:
+        self, x: Tensor, lengths: Tensor, state: State, need_state: bool = True
+    ) -> tuple[Tensor, State | None]:
         """Whole sequences with torch's fused kernel.
 
         Args:
             x: (B, T, I) frames, padded after each sequence's length.
             lengths: (B,) valid frames per sequence, each ≥ 1.
             state: initial state as from ``initial_state``.
+            need_state: False when only the outputs are wanted (the encoder's case); the final
+                state is then None.
         Returns:
             outputs (B, T, H), zero past each length, and the state after each sequence's
             last valid frame.
         """
-        if self.bounded_state and not isinstance(state, tuple):
-            # One bounded state tensor (tanh RNN, GRU): the state after the last valid frame is
-            # that frame's output and padding only follows each sequence, so the padded batch
-            # runs as it is. Skipping the packing saves about a quarter of a CPU forward and
-            # backward pass; the bound keeps the discarded padding steps finite, so no NaN
-            # reaches a gradient.
+        single = not isinstance(state, tuple)
+        if self.padding_stays_finite and (not need_state or single):
+            # Padding only follows each sequence, so the padded batch can run as it is and the
+            # steps past each length be discarded: their values stay finite (see
+            # padding_stays_finite), so no NaN reaches a gradient. This skips the packing and,
+            # for the LSTM on CPU, lets torch use oneDNN's whole-sequence kernel (about five
+            # times faster forward and backward than the packed LSTM or the GRU).
             lengths = lengths.to(x.device).view(-1, 1, 1)
-            out, _ = self.fused(x, state.unsqueeze(0))
+            hx = tuple(s.unsqueeze(0) for s in state) if not single else state.unsqueeze(0)
+            out, _ = self.fused(x, hx)
             valid = torch.arange(x.shape[1], device=x.device).view(1, -1, 1) < lengths
-            last = out.gather(1, (lengths - 1).expand(-1, 1, out.shape[2])).squeeze(1)
-            return torch.where(valid, out, torch.zeros_like(out)), last
+            outputs = torch.where(valid, out, torch.zeros_like(out))
+            if not need_state:
+                return outputs, None
+            # One state tensor: the state after the last valid frame is that frame's output.
+            return outputs, out.gather(1, (lengths - 1).expand(-1, 1, out.shape[2])).squeeze(1)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         hx = tuple(s.unsqueeze(0) for s in state) if isinstance(state, tuple) else state.unsqueeze(0)
         out, final = self.fused(packed, hx)
@@ -100,7 +109,7 @@ class RNNCell(_FusedCell):
     ) -> None:
         super().__init__(input_size, hidden_size)
         self.nonlinearity = nonlinearity
-        self.bounded_state = nonlinearity == "tanh"
+        self.padding_stays_finite = nonlinearity == "tanh"
         self.fused = nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, batch_first=True)
 
     def forward_gates(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -123,6 +132,7 @@ class LSTMCell(_FusedCell):
     """
 
     gate_names = ("forget", "input", "candidate", "output")
+    padding_stays_finite = True  # |c_t| ≤ |c_{t-1}| + 1 and |h_t| ≤ 1
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__(input_size, hidden_size)
@@ -160,7 +170,7 @@ class GRUCell(_FusedCell):
     """
 
     gate_names = ("reset", "update", "candidate")
-    bounded_state = True  # h is a convex mix of tanh outputs and the start state
+    padding_stays_finite = True  # h is a convex mix of tanh outputs and the start state
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)

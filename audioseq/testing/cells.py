@@ -61,10 +61,16 @@ def _unroll(cell: nn.Module, x: Tensor, lengths: Tensor, state: Any = None) -> t
     return unroll(cell, x, lengths, state)
 
 
-def _fast(cell: nn.Module, x: Tensor, lengths: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+def _fast(cell: nn.Module, x: Tensor, lengths: Tensor, state: Any = None, need_state: bool = True) -> tuple[Tensor, Any]:
     if state is None:
         state = cell.initial_state(x.shape[0], x.device, x.dtype)
-    return cell.forward_sequence(x, lengths, state)
+    return cell.forward_sequence(x, lengths, state, need_state=need_state)
+
+
+def _fast_outputs(cell: nn.Module, x: Tensor, lengths: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+    """The fast path as the encoder runs it (no final state); each sequence's last output stands in for the state."""
+    out = _fast(cell, x, lengths, state, need_state=False)[0]
+    return out, out[torch.arange(out.shape[0]), lengths.to(out.device) - 1]
 
 
 @contextlib.contextmanager
@@ -126,7 +132,9 @@ class _CellChecks:
             wide = self.make().double().eval()
             self.padding(wide, "unroll", _unroll)
             if hasattr(wide, "forward_sequence"):
+                self.fast_path_signature(wide)
                 self.padding(wide, "forward_sequence", _fast)
+                self.padding(wide, "forward_sequence(need_state=False)", _fast_outputs)
             self.gates(cell)
             self.streaming(cell)
             self.encoder_streaming()
@@ -222,6 +230,14 @@ class _CellChecks:
         finally:
             cell.eval()
 
+    def fast_path_signature(self, cell: nn.Module) -> None:
+        x = torch.zeros(self.B, self.T, self.I, dtype=torch.float64)
+        try:
+            _fast(cell, x, self.lengths, need_state=False)
+        except TypeError as exc:
+            self.fail("forward_sequence signature", f"need_state=False was refused: {exc}",
+                      "accept need_state: bool = True (the engine passes False when it only reads the outputs)")
+
     def fast_path(self, cell: nn.Module) -> None:
         x = self.randn(self.B, self.T, self.I)  # padding holds noise: both paths must ignore it
         initial = cell.initial_state(self.B, CPU, torch.float32)
@@ -234,16 +250,24 @@ class _CellChecks:
                           f"{d_out:.3g}, final states by {d_state:.3g} (tolerance {TOLERANCE:g})",
                           "compute what stepping forward computes on the same parameters (gate order, biases, "
                           "masks), or remove forward_sequence")
+            o_only, _ = cell.forward_sequence(x, self.lengths, state, need_state=False)
+            if (d_out := max_diff(o_slow, o_only)) > TOLERANCE:
+                self.fail("fast path differs from unrolling", f"forward_sequence(..., need_state=False) from {label}: "
+                          f"outputs differ by {d_out:.3g} (tolerance {TOLERANCE:g})",
+                          "compute the same outputs whether or not the final state is wanted")
         named = [(n, p) for n, p in cell.named_parameters() if p.requires_grad]
         weights = self.randn(self.B, self.T, self.H)
         params = [p for _, p in named]
         slow = torch.autograd.grad((unroll(cell, x, self.lengths)[0] * weights).sum(), params, allow_unused=True)
-        fast = torch.autograd.grad((_fast(cell, x, self.lengths)[0] * weights).sum(), params, allow_unused=True)
-        for (name, p), a, b in zip(named, slow, fast):
-            diff = max_diff(torch.zeros_like(p) if a is None else a, torch.zeros_like(p) if b is None else b)
-            if diff > 1e-4:
-                self.fail("fast path gradients", f"the gradient of {name!r} differs by {diff:.3g} between forward_sequence "
-                          "and unrolling", "train through the same function the step computes")
+        for need_state in (True, False):
+            out = _fast(cell, x, self.lengths, need_state=need_state)[0]
+            fast = torch.autograd.grad((out * weights).sum(), params, allow_unused=True)
+            for (name, p), a, b in zip(named, slow, fast):
+                diff = max_diff(torch.zeros_like(p) if a is None else a, torch.zeros_like(p) if b is None else b)
+                if diff > 1e-4:
+                    self.fail("fast path gradients", f"the gradient of {name!r} differs by {diff:.3g} between "
+                              f"forward_sequence (need_state={need_state}) and unrolling",
+                              "train through the same function the step computes")
 
     def gates(self, cell: nn.Module) -> None:
         names = getattr(cell, "gate_names", ())
