@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 import torch
 import torchaudio
-import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +111,6 @@ def normalise_level(waveform: Tensor, mode: str, target_db: float) -> Tensor:
 def pad_batch(waveforms: list[Tensor]) -> tuple[Tensor, Tensor]:
     """List of (N_i,) → zero-padded (B, N_max) and lengths (B,)."""
     lengths = torch.tensor([w.numel() for w in waveforms], dtype=torch.long)
-    n_max = int(lengths.max()) if len(waveforms) else 0
-    batch = torch.stack([F.pad(w, (0, n_max - w.numel())) for w in waveforms]) if waveforms else torch.zeros(0, 0)
-    return batch, lengths
+    if not waveforms:
+        return torch.zeros(0, 0), lengths
+    return pad_sequence(waveforms, batch_first=True), lengths

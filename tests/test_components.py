@@ -55,6 +55,45 @@ def test_feature_contract(name: str) -> None:
     check_feature(get_component("feature", name).factory, sample_rate=16000)
 
 
+def _torchaudio_reference(name: str, sample_rate: int) -> Callable[[Tensor], Tensor]:
+    """The built-in feature written plainly with torchaudio's transforms, (B, N) → (B, T, dim)."""
+    import torchaudio
+
+    win, hop = round(sample_rate * 0.025), round(sample_rate * 0.010)
+    n_fft = 1 << math.ceil(math.log2(win))
+    if name == "spectrogram":
+        spec = torchaudio.transforms.Spectrogram(n_fft=n_fft, win_length=win, hop_length=hop, center=False, power=2.0)
+        return lambda w: torch.log(spec(w).clamp(min=1e-10)).transpose(1, 2)
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate, n_fft=n_fft, win_length=win, hop_length=hop, center=False, power=2.0, n_mels=40,
+        f_min=20.0 if name == "logmel" else 100.0, norm="slaney", mel_scale="slaney",
+    )
+    if name == "logmel":
+        return lambda w: torch.log(mel(w).clamp(min=1e-10)).transpose(1, 2)
+    dct = torchaudio.functional.create_dct(13, 40, norm="ortho")
+    return lambda w: torch.log(mel(w).clamp(min=1e-10)).transpose(1, 2) @ dct
+
+
+@pytest.mark.parametrize("name", ["logmel", "mfcc", "spectrogram"])
+def test_builtin_features_equal_torchaudio_in_values_and_gradients(name: str) -> None:
+    """The faster built-in computation (squares in place, power folded into the mel product) is
+    the same function as the plain torchaudio one, gradients with respect to the waveform included."""
+    feature = build("feature", name, 8000)
+    reference = _torchaudio_reference(name, 8000)
+    g = torch.Generator().manual_seed(0)
+    waves = 0.1 * torch.randn(3, 4000, generator=g)
+    weights = torch.randn(feature(waves).shape, generator=g)
+    grads = []
+    for fn in (feature, reference):
+        w = waves.clone().requires_grad_()
+        out = fn(w)
+        (out * weights).sum().backward()
+        grads.append((out.detach(), w.grad))
+    (mine, mine_grad), (ref, ref_grad) = grads
+    assert float((mine - ref).abs().max()) <= 1e-4
+    assert float((mine_grad - ref_grad).abs().max()) <= 1e-4 * float(ref_grad.abs().max())
+
+
 def _write_clips(folder: Path, count: int, seed: int) -> list[Path]:
     """``count`` short noisy tones as 16-bit WAVs (0.1-0.3 s at 8 kHz)."""
     rng = np.random.default_rng(seed)

@@ -22,15 +22,16 @@ def squared_stft(spec: torchaudio.transforms.Spectrogram, waveform: Tensor) -> T
     """Squared real and imaginary parts of the STFT with ``spec``'s settings, frames first:
     (B, N) → (B, T, n_fft // 2 + 1, 2). Summed over the last axis they are the power spectrum.
 
-    Squaring the two parts where they lie (torch's STFT is frames-major in memory) and folding
-    the sum into the next matrix product is a good deal cheaper on CPU than the transform's own
-    ``power=2``, which takes each complex magnitude and then squares it.
+    Squaring the two parts where they lie (torch's STFT is frames-major in memory), in place,
+    and folding the sum into the next matrix product is a good deal cheaper on CPU than the
+    transform's own ``power=2``, which takes each complex magnitude and then squares it.
+    Autograd handles the in-place steps: a waveform's gradient is the same as without them.
     """
     stft = torchaudio.functional.spectrogram(
         waveform, spec.pad, spec.window, spec.n_fft, spec.hop_length, spec.win_length, power=None,
         normalized=spec.normalized, center=spec.center, pad_mode=spec.pad_mode, onesided=spec.onesided,
     )
-    return torch.view_as_real(stft.transpose(-1, -2)).square()
+    return torch.view_as_real(stft.transpose(-1, -2)).square_()  # in place: the STFT is ours
 
 
 class _Framed(nn.Module):
@@ -107,7 +108,7 @@ class LogMel(_Framed):
         if empty is not None:
             return empty
         parts = squared_stft(self.mel.spectrogram, waveform)  # (B, T, F, 2)
-        return torch.log((parts.flatten(-2) @ self.part_fb).clamp(min=_LOG_FLOOR))
+        return torch.log_((parts.flatten(-2) @ self.part_fb).clamp_(min=_LOG_FLOOR))
 
 
 class MFCC(LogMel):
@@ -166,7 +167,7 @@ class LogSpectrogram(_Framed):
             return empty
         parts = squared_stft(self.spec, waveform)  # (B, T, F, 2)
         power = parts[..., 0] + parts[..., 1]  # an add, not .sum(-1): reducing a size-2 axis is slow
-        return torch.log(power.clamp(min=_LOG_FLOOR))
+        return torch.log_(power.clamp_(min=_LOG_FLOOR))
 
 
 @hookimpl
