@@ -23,7 +23,6 @@ import torch
 
 import audioseq
 from audioseq.pipeline import Item, iter_batches
-from audioseq.preprocess import pad_batch
 
 from common import fsdd_files, model_path
 
@@ -92,7 +91,7 @@ def main() -> None:
     def batched() -> None:
         for batch in batches:
             with torch.no_grad():
-                feat(pad_batch(batch)[0])
+                clf.frontend(batch)  # padding and features, as prediction computes them
 
     def per_clip_librosa() -> None:
         for w in waves:

@@ -399,6 +399,31 @@ def test_batches_hold_every_item_once_within_both_limits(sizes: list[int | None]
     assert sorted(seen) == list(range(len(sizes)))
 
 
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 3000), max_size=40), budget=st.integers(1, 5000))
+def test_feature_groups_keep_order_and_the_budget(sizes: list[int], budget: int) -> None:
+    waves = [torch.zeros(n) for n in sizes]
+    groups = audioseq.pipeline.chunk_by_values(waves, budget)
+    assert all(groups) or groups == [[]]
+    assert [id(w) for g in groups for w in g] == [id(w) for w in waves]
+    for g in groups:
+        if len(g) > 1:
+            assert len(g) * max(w.numel() for w in g) <= budget
+
+
+@pytest.mark.parametrize("budget", [1, 2000, 1 << 17])
+def test_frames_computed_in_groups_equal_one_pass(monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
+    clf = tiny_classifier()
+    clips = [torch.from_numpy(sweep(d, 8000, seed=i)) for i, d in enumerate([0.1, 0.3, 0.12, 0.5, 0.2, 0.05])]
+    monkeypatch.setattr(audioseq.pipeline, "FEATURE_CHUNK_VALUES", 1 << 40)
+    whole, whole_lengths = clf.frontend(clips)
+    monkeypatch.setattr(audioseq.pipeline, "FEATURE_CHUNK_VALUES", budget)
+    grouped, lengths = clf.frontend(clips)
+    assert torch.equal(lengths, whole_lengths) and grouped.shape == whole.shape
+    for i, n in enumerate(lengths.tolist()):  # FFT rounding may differ with the batch shape
+        torch.testing.assert_close(grouped[i, :n], whole[i, :n], rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "sizes, first_batch_after",
     [
