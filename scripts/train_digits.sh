@@ -16,7 +16,7 @@ audioseq train --dataset manifest --data "$work/fsdd.csv" --out "$work/digits.sa
     --features mfcc --feature-opt n_mfcc=13 --feature-opt f_min=100 \
     --cell gru --hidden 56 --layers 2 --bidirectional --pooling attention \
     --augment-opt freq_mask_width=2 \
-    --epochs 40 --patience 10 --batch-size 32 --seed 0
+    --epochs 40 --patience 10 --batch-size 32 --lr 3e-3 --seed 0
 mkdir -p audioseq/models
 cp "$work/digits.safetensors" audioseq/models/digits.safetensors
 cp "$work/digits.metrics.json" benchmarks/results/digits-training.json

@@ -321,7 +321,7 @@ def test_info_json_describes_the_model(trained_cli: tuple[Any, Path]) -> None:
     clf = audioseq.load(out)
     assert info["path"] == str(out)
     assert info["labels"] == clf.labels and info["sample_rate"] == 8000
-    assert info["network"]["cell"] == "gru" and info["network"]["hidden_size"] == 16
+    assert info["network"]["cell"] == "lstm" and info["network"]["hidden_size"] == 16
     assert info["network"]["num_layers"] == 1
     assert info["feature"]["name"] == "mfcc"
     assert info["parameters"] == clf.num_parameters() > 0
@@ -467,3 +467,17 @@ def test_bad_options_through_the_installed_command(option: list[str], words: str
     assert proc.returncode != 0
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_train_defaults_are_the_engine_defaults() -> None:
+    """The CLI spells its defaults out (so that --help needs no torch); they must be TrainConfig's."""
+    from audioseq.cli import train as train_command
+    from audioseq.training import TrainConfig
+
+    option = {p.name: p.default for p in train_command.params}
+    engine = TrainConfig()
+    pairs = {"feature": "feature", "cell": "cell", "hidden": "hidden_size", "layers": "num_layers",
+             "bidirectional": "bidirectional", "pooling": "pooling", "epochs": "epochs", "patience": "patience",
+             "batch_size": "batch_size", "lr": "lr", "dropout": "dropout", "sample_rate": "sample_rate",
+             "seed": "seed", "device": "device"}
+    assert {k: option[k] for k in pairs} == {k: getattr(engine, v) for k, v in pairs.items()}

@@ -93,7 +93,8 @@ def _settings() -> audioseq.TrainConfig:
     cells, features = audioseq.list_cells(), audioseq.list_features()
     left, right = st.columns(2)
     with left:
-        default(f"{KEEP}teach.cell", "gru" if "gru" in cells else cells[0], cells)
+        preferred = audioseq.TrainConfig.cell  # the engine's default cell
+        default(f"{KEEP}teach.cell", preferred if preferred in cells else cells[0], cells)
         cell = st.selectbox("Recurrent cell", cells, key=f"{KEEP}teach.cell",
                             help="rnn: the plain recurrent neuron; lstm and gru add gates that keep memory.")
         cell_params = component_widgets("cell", cell, "teach")
