@@ -94,6 +94,37 @@ def test_builtin_features_equal_torchaudio_in_values_and_gradients(name: str) ->
     assert float((mine_grad - ref_grad).abs().max()) <= 1e-4 * float(ref_grad.abs().max())
 
 
+@pytest.mark.parametrize("deltas", [1, 2])
+@pytest.mark.parametrize("name", ["logmel", "mfcc", "spectrogram"])
+def test_time_derivatives_keep_the_feature_contract(name: str, deltas: int) -> None:
+    check_feature(get_component("feature", name).factory, sample_rate=8000, deltas=deltas)
+
+
+@pytest.mark.parametrize("name", ["logmel", "mfcc", "spectrogram"])
+def test_time_derivatives_are_the_frames_regression_without_the_ends(name: str) -> None:
+    """Static part = the plain feature less 4 frames at each end; Δ and ΔΔ = torchaudio's
+    regression over ±2 frames of the clip alone; a clip batched with a longer one is unchanged."""
+    import torchaudio
+
+    plain, both = build("feature", name, 8000), build("feature", name, 8000, params={"deltas": 2})
+    g = torch.Generator().manual_seed(0)
+    clip = 0.1 * torch.randn(1, 3000, generator=g)
+    base = plain(clip)  # (1, T, F)
+    out = both(clip)
+    T, F_ = base.shape[1], base.shape[2]
+    assert out.shape == (1, T - 8, 3 * F_) and both.dim == 3 * F_
+    assert int(both.num_frames(torch.tensor([3000]))) == T - 8
+    d1 = torchaudio.functional.compute_deltas(base.transpose(1, 2), win_length=5)
+    d2 = torchaudio.functional.compute_deltas(d1, win_length=5)
+    expected = torch.cat([base.transpose(1, 2), d1, d2], dim=1)[..., 4 : T - 4].transpose(1, 2)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-4)
+    batch = torch.cat([torch.nn.functional.pad(clip, (0, 2000)), 0.1 * torch.randn(1, 5000, generator=g)])
+    batched = both(batch)[:1, : T - 8]
+    torch.testing.assert_close(batched, out, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="deltas must be 0, 1 or 2"):
+        build("feature", name, 8000, params={"deltas": 3})
+
+
 def _write_clips(folder: Path, count: int, seed: int) -> list[Path]:
     """``count`` short noisy tones as 16-bit WAVs (0.1-0.3 s at 8 kHz)."""
     rng = np.random.default_rng(seed)
