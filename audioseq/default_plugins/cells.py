@@ -78,8 +78,9 @@ class _FusedCell(nn.Module):
             # Padding only follows each sequence, so the padded batch can run as it is and the
             # steps past each length be discarded: their values stay finite (see
             # padding_stays_finite), so no NaN reaches a gradient. This skips the packing and,
-            # for the LSTM on CPU, lets torch use oneDNN's whole-sequence kernel (about five
-            # times faster forward and backward than the packed LSTM or the GRU).
+            # for the LSTM on CPU, lets torch use oneDNN's whole-sequence kernel: a 2-layer
+            # bidirectional encoder's forward and backward measured 3.6-4.5x faster than with
+            # packing, and 2.9x faster than the GRU's of about the same size.
             lengths = lengths.to(x.device).view(-1, 1, 1)
             hx = tuple(s.unsqueeze(0) for s in state) if not single else state.unsqueeze(0)
             out, _ = self.fused(x, hx)
