@@ -239,7 +239,7 @@ def test_a_badly_typed_cell_option_names_the_parameter(tmp_path: Path) -> None:
 def test_an_unknown_feature_option_lists_the_known_ones(tmp_path: Path) -> None:
     result = _train(tmp_path, "--features", "logmel", "--feature-opt", "foo=1")
     assert result.exit_code == 1
-    assert "unknown parameter 'foo'; known: f_max, f_min, hop_ms, n_mels, win_ms" in result.output
+    assert "unknown parameter 'foo'; known: deltas, f_max, f_min, hop_ms, n_mels, win_ms" in result.output
 
 
 def test_an_option_without_a_value_is_refused(tmp_path: Path) -> None:
