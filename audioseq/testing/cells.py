@@ -61,7 +61,9 @@ def _unroll(cell: nn.Module, x: Tensor, lengths: Tensor, state: Any = None) -> t
     return unroll(cell, x, lengths, state)
 
 
-def _fast(cell: nn.Module, x: Tensor, lengths: Tensor, state: Any = None, need_state: bool = True) -> tuple[Tensor, Any]:
+def _fast(
+    cell: nn.Module, x: Tensor, lengths: Tensor, state: Any = None, need_state: bool = True
+) -> tuple[Tensor, Any]:
     if state is None:
         state = cell.initial_state(x.shape[0], x.device, x.dtype)
     return cell.forward_sequence(x, lengths, state, need_state=need_state)
