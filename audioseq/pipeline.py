@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from .audio import AudioLimits, check_min_samples, read_audio, source_name
 from .errors import AudioError, UnreadableAudioError
@@ -143,11 +144,7 @@ class Frontend(nn.Module):
         """Batch the good items of a list: frames (B, T, F) and lengths (B,)."""
         if self.in_workers:
             lengths = torch.tensor([it.frames.shape[0] for it in items], dtype=torch.long)
-            t_max = int(lengths.max())
-            frames = torch.stack(
-                [F.pad(it.frames, (0, 0, 0, t_max - it.frames.shape[0])) for it in items]
-            )
-            return frames, lengths
+            return pad_sequence([it.frames for it in items], batch_first=True), lengths
         return self([it.waveform for it in items])
 
 

@@ -74,6 +74,7 @@ class _FusedCell(nn.Module):
             last valid frame.
         """
         single = not isinstance(state, tuple)
+        hx = state.unsqueeze(0) if single else tuple(s.unsqueeze(0) for s in state)  # torch's (layers, B, H)
         if self.padding_stays_finite and (not need_state or single):
             # Padding only follows each sequence, so the padded batch can run as it is and the
             # steps past each length be discarded: their values stay finite (see
@@ -82,7 +83,6 @@ class _FusedCell(nn.Module):
             # bidirectional encoder's forward and backward measured 3.6-4.5x faster than with
             # packing, and 2.9x faster than the GRU's of about the same size.
             lengths = lengths.to(x.device).view(-1, 1, 1)
-            hx = tuple(s.unsqueeze(0) for s in state) if not single else state.unsqueeze(0)
             out, _ = self.fused(x, hx)
             valid = torch.arange(x.shape[1], device=x.device).view(1, -1, 1) < lengths
             outputs = torch.where(valid, out, torch.zeros_like(out))
@@ -91,7 +91,6 @@ class _FusedCell(nn.Module):
             # One state tensor: the state after the last valid frame is that frame's output.
             return outputs, out.gather(1, (lengths - 1).expand(-1, 1, out.shape[2])).squeeze(1)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        hx = tuple(s.unsqueeze(0) for s in state) if isinstance(state, tuple) else state.unsqueeze(0)
         out, final = self.fused(packed, hx)
         outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         final_state = tuple(s.squeeze(0) for s in final) if isinstance(final, tuple) else final.squeeze(0)
