@@ -1,11 +1,15 @@
 """Write a manifest CSV (path,label,split,group) for a folder of FSDD recordings.
 
-Usage: python scripts/fsdd_manifest.py RECORDINGS_DIR OUT.csv [--test-speakers a,b]
+Usage: python scripts/fsdd_manifest.py RECORDINGS_DIR OUT.csv [--test-speakers a,b] [--extra DIR]
 
 Without --test-speakers the split is the dataset's official one (recording index 0-4 is
 test); with it, those speakers are the test split (leave-speakers-out). The group column
 holds the speaker unless --no-groups is given; training then draws its validation clips from
 every training speaker instead of holding one speaker out.
+
+--extra DIR adds the clips of DIR/<label>/*.wav (e.g. from scripts/synth_speech.py) to the
+training split only. Validation then stays made of recordings: 15% of each digit's training
+recordings (seed 0, as training would draw them) get the split "valid".
 """
 
 from __future__ import annotations
@@ -33,17 +37,34 @@ def rows(recordings: Path, test_speakers: set[str], groups: bool = True) -> list
     return out
 
 
+def with_extra(table: list[tuple[str, str, str, str]], extra: Path) -> list[tuple[str, str, str, str]]:
+    """The recordings with an explicit validation split, then the extra clips as training."""
+    from audioseq.dataset import Example, stratified_split
+
+    train = [Example(path, label, split, group or None) for path, label, split, group in table if split == "train"]
+    _, valid = stratified_split(train, 0.15, 0, by_group=False)
+    valid_paths = {ex.audio for ex in valid}
+    out = [(path, label, "valid" if path in valid_paths else split, group) for path, label, split, group in table]
+    extra_rows = [(str(p.resolve()), p.parent.name, "train", "") for p in sorted(extra.glob("*/*.wav"))]
+    if not extra_rows:
+        raise SystemExit(f"no clips (LABEL/*.wav) in {extra}")
+    return out + extra_rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recordings", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--test-speakers", default="")
     parser.add_argument("--no-groups", action="store_true")
+    parser.add_argument("--extra", type=Path, default=None, help="Folder of LABEL/*.wav clips added to training.")
     args = parser.parse_args()
     speakers = {s for s in args.test_speakers.split(",") if s}
     table = rows(args.recordings, speakers, groups=not args.no_groups)
     if not table:
         raise SystemExit(f"no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) in {args.recordings}")
+    if args.extra:
+        table = with_extra(table, args.extra)
     with open(args.out, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "label", "split", "group"])

@@ -1,0 +1,99 @@
+"""The bundled model's recipe scripts: synthetic voices and the FSDD manifest."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import audioseq
+from audioseq.audio import audio_info, read_audio
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+needs_synth = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("flite") is None,
+    reason="espeak-ng and flite are not installed (apt-get install espeak-ng flite)",
+)
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.wav"))}
+
+
+@needs_synth
+def test_synth_speech_writes_decodable_labelled_clips_deterministically(tmp_path: Path) -> None:
+    synth = script("synth_speech")
+    count = synth.synthesise(tmp_path / "a", ["two", "five"], ["2", "5"], per_word=3, seed=7)
+    assert count == 2 * (3 + 45)  # espeak-ng clips plus flite's 5 voices x 3 durations x 3 pitches
+    files = sorted((tmp_path / "a").rglob("*.wav"))
+    assert len(files) == count
+    assert {p.parent.name for p in files} == {"2", "5"}
+    for path in files[:: len(files) // 8]:
+        rate = audio_info(path).sample_rate
+        wave = read_audio(str(path), rate)
+        assert rate in (8000, 16000, 22050) and wave.numel() > 0.15 * rate  # a word, not silence
+        assert float(wave.abs().max()) > 0.01
+    with open(tmp_path / "a" / "voices.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == count and {r["engine"] for r in rows} == {"espeak-ng", "flite"}
+    assert all((tmp_path / "a" / r["file"]).exists() for r in rows)
+    # Same seed, same clips; another seed draws other voices.
+    synth.synthesise(tmp_path / "b", ["two", "five"], ["2", "5"], per_word=3, seed=7)
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+    def voices(seed: int) -> list[tuple[str, int]]:
+        return [(c["voice"], c["pitch"]) for c in synth.plan(["two"], ["2"], 3, seed) if c["engine"] == "espeak-ng"]
+
+    assert voices(7) == [(r["voice"], int(r["pitch"])) for r in rows if r["engine"] == "espeak-ng" and r["label"] == "2"]
+    assert voices(8) != voices(7)
+
+
+def test_synth_speech_rejects_mismatched_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synth = script("synth_speech")
+    monkeypatch.setattr(synth.shutil, "which", lambda tool: "/usr/bin/" + tool)
+    with pytest.raises(SystemExit, match="2 words but 1 labels"):
+        synth.synthesise(tmp_path, ["one", "two"], ["1"], per_word=1)
+
+
+def test_fsdd_manifest_extra_clips_train_only_and_validation_is_recordings(tmp_path: Path) -> None:
+    recordings = tmp_path / "rec"
+    recordings.mkdir()
+    import numpy as np
+    import soundfile as sf
+
+    wave = np.sin(np.linspace(0, 400, 4000)).astype("float32")
+    for digit in "01":
+        for speaker in ("ann", "bob"):
+            for index in range(10):
+                sf.write(recordings / f"{digit}_{speaker}_{index}.wav", wave, 8000)
+        (tmp_path / "extra" / digit).mkdir(parents=True)
+        for n in range(3):
+            sf.write(tmp_path / "extra" / digit / f"espeak_{n}.wav", wave, 16000)
+    out = tmp_path / "m.csv"
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "fsdd_manifest.py"), str(recordings), str(out), "--no-groups", "--extra", str(tmp_path / "extra")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    extra = [r for r in rows if "/extra/" in r["path"]]
+    recorded = [r for r in rows if "/rec/" in r["path"]]
+    assert len(extra) == 6 and {r["split"] for r in extra} == {"train"}
+    assert {r["label"] for r in extra} == {"0", "1"}
+    assert sum(r["split"] == "test" for r in recorded) == 2 * 2 * 5  # index 0-4
+    valid = [r for r in recorded if r["split"] == "valid"]
+    assert len(valid) == 2 * 2 and {r["label"] for r in valid} == {"0", "1"}  # 15% of each digit's 10
+    dataset = audioseq.load_dataset("manifest", str(out))
+    assert {ex.split for ex in dataset.examples()} == {"train", "valid", "test"}
