@@ -102,7 +102,17 @@ def detect_sample_rate(examples: Sequence[Example]) -> int:
                 continue
     if not rates:
         raise ValueError("cannot tell the sample rate: no readable training clip")
-    return rates.most_common(1)[0][0]
+    rate = rates.most_common(1)[0][0]
+    lower = sorted(r for r in rates if r < rate)
+    if lower:
+        seen = ", ".join(f"{r} Hz: {n}" for r, n in sorted(rates.items()))
+        warnings.warn(
+            f"training clips come at several sample rates ({seen} of those sampled); the model takes "
+            f"the most common, {rate} Hz, so clips at {', '.join(map(str, lower))} Hz are upsampled and hold "
+            "nothing above half their rate. Set the rate (--sample-rate) to choose.",
+            stacklevel=3,
+        )
+    return rate
 
 
 def _decode(examples: Sequence[Example], frontend: Frontend, desc: str) -> tuple[list[torch.Tensor], list[int]]:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import audioseq
 from audioseq.dataset import Example
 from audioseq.errors import ModelFileError
 from audioseq.modelfile import read_tensors, write_tensors
-from audioseq.training import TrainConfig, checkpoint_path
+from audioseq.training import TrainConfig, checkpoint_path, detect_sample_rate
 from conftest import TINY_DATASET_OPTS, TINY_TRAIN_ARGS, entry_point, run_cli, sweep, write_wav
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,6 +96,17 @@ def _stop_after(epoch: int) -> Any:
             raise _Stop
 
     return callback
+
+
+def test_mixed_sample_rates_warn_that_lower_rate_clips_are_upsampled() -> None:
+    wave = np.zeros(800, dtype=np.float32)
+    mixed = [Example((wave, 8000), "a")] * 2 + [Example((wave, 22050), "b")] * 3
+    with pytest.warns(UserWarning, match=r"8000 Hz: 2, 22050 Hz: 3.*takes the most common, 22050 Hz.*8000 Hz are upsampled"):
+        assert detect_sample_rate(mixed) == 22050
+    # The most common rate being the lowest loses nothing: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert detect_sample_rate([Example((wave, 8000), "a")] * 3 + [Example((wave, 16000), "b")]) == 8000
 
 
 @pytest.mark.parametrize("stop_after", [1, 2])
