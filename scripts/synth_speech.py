@@ -13,10 +13,10 @@ packages (`apt-get install espeak-ng flite`):
 - flite: its five built-in voices (kal, kal16, awb, rms, slt), each at 3 durations x 3 pitch
   targets.
 
-The defaults are the ten digits, labelled 0-9 as in the Free Spoken Digit Dataset; the
-bundled model's recipe (scripts/train_digits.sh) adds these voices to the recorded speakers,
-which raises accuracy on speakers the model never heard (BENCHMARKS.md). The same seed gives
-the same clips with the same synthesiser versions.
+The defaults are the ten digits, labelled 0-9 as in the Free Spoken Digit Dataset. Added to
+its recorded speakers for training (scripts/fsdd_manifest.py --extra, benchmarks/fsdd_speakers.py
+--extra-train), these voices raised accuracy on speakers the model never heard (BENCHMARKS.md).
+The same seed gives the same clips with the same synthesiser versions.
 """
 
 from __future__ import annotations
