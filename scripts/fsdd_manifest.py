@@ -8,8 +8,8 @@ holds the speaker unless --no-groups is given; training then draws its validatio
 every training speaker instead of holding one speaker out.
 
 --extra DIR adds the clips of DIR/<label>/*.wav (e.g. from scripts/synth_speech.py) to the
-training split only. Validation then stays made of recordings: 15% of each digit's training
-recordings (seed 0, as training would draw them) get the split "valid".
+training split only. Validation then stays made of recordings, drawn as training would draw
+it (seed 0, 15%): whole speakers when the group column is kept, else clips of every speaker.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def with_extra(table: list[tuple[str, str, str, str]], extra: Path) -> list[tupl
     from audioseq.dataset import Example, stratified_split
 
     train = [Example(path, label, split, group or None) for path, label, split, group in table if split == "train"]
-    _, valid = stratified_split(train, 0.15, 0, by_group=False)
+    _, valid = stratified_split(train, 0.15, 0, by_group=True)
     valid_paths = {ex.audio for ex in valid}
     out = [(path, label, "valid" if path in valid_paths else split, group) for path, label, split, group in table]
     extra_rows = [(str(p.resolve()), p.parent.name, "train", "") for p in sorted(extra.glob("*/*.wav"))]

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 import audioseq
 from audioseq.audio import audio_info, read_audio
@@ -70,9 +72,6 @@ def test_synth_speech_rejects_mismatched_labels(tmp_path: Path, monkeypatch: pyt
 def test_fsdd_manifest_extra_clips_train_only_and_validation_is_recordings(tmp_path: Path) -> None:
     recordings = tmp_path / "rec"
     recordings.mkdir()
-    import numpy as np
-    import soundfile as sf
-
     wave = np.sin(np.linspace(0, 400, 4000)).astype("float32")
     for digit in "01":
         for speaker in ("ann", "bob"):
@@ -97,3 +96,12 @@ def test_fsdd_manifest_extra_clips_train_only_and_validation_is_recordings(tmp_p
     assert len(valid) == 2 * 2 and {r["label"] for r in valid} == {"0", "1"}  # 15% of each digit's 10
     dataset = audioseq.load_dataset("manifest", str(out))
     assert {ex.split for ex in dataset.examples()} == {"train", "valid", "test"}
+    # With the speaker as the group, validation holds a whole speaker out, as training would.
+    grouped = tmp_path / "g.csv"
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "fsdd_manifest.py"), str(recordings), str(grouped), "--extra", str(tmp_path / "extra")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with open(grouped) as fh:
+        valid = [r for r in csv.DictReader(fh) if r["split"] == "valid"]
+    assert len({r["group"] for r in valid}) == 1 and len(valid) == 2 * 5  # one speaker's index 5-9
