@@ -15,7 +15,8 @@ packages (`apt-get install espeak-ng flite`):
 
 The defaults are the ten digits, labelled 0-9 as in the Free Spoken Digit Dataset. Added to
 its recorded speakers for training (scripts/fsdd_manifest.py --extra, benchmarks/fsdd_speakers.py
---extra-train), these voices raised accuracy on speakers the model never heard (BENCHMARKS.md).
+--extra-train), these voices raised accuracy on speakers the model never heard (BENCHMARKS.md);
+the bundled digits model is trained with them (scripts/train_digits.sh).
 The same seed gives the same clips with the same synthesiser versions.
 """
 
