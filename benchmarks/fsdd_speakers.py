@@ -53,15 +53,15 @@ def examples(test_speakers: set[str] | None = None, groups: bool = False) -> lis
     return out
 
 
-def with_extra(exs: list[Example], extra: Path | None, seed: int) -> list[Example]:
-    """The recordings with validation drawn as training would draw it, plus extra training clips."""
+def with_extra(exs: list[Example], extra: Path | None, config: TrainConfig) -> list[Example]:
+    """The recordings with validation drawn as training would draw it, plus the clips of the
+    folder ``extra`` (read as the ``folder`` dataset reads ``LABEL/`` folders) for training only."""
     if extra is None:
         return exs
-    train_ex, valid = stratified_split([e for e in exs if e.split == "train"], 0.15, seed, by_group=True)
+    recorded = [e for e in exs if e.split == "train"]
+    train_ex, valid = stratified_split(recorded, config.valid_fraction, config.seed, by_group=True)
     valid = [Example(e.audio, e.label, "valid", e.group) for e in valid]
-    clips = [Example(str(p), p.parent.name, "train", None) for p in sorted(extra.glob("*/*.wav"))]
-    if not clips:
-        raise SystemExit(f"no clips (LABEL/*.wav) in {extra}")
+    clips = [Example(e.audio, e.label, "train") for e in audioseq.load_dataset("folder", str(extra)).examples()]
     return train_ex + valid + [e for e in exs if e.split == "test"] + clips
 
 
@@ -115,10 +115,10 @@ def main() -> None:
     results: dict = {"recipe": recipe, "data": str(FSDD)}
     if args.extra_train:
         results["extra_train"] = str(args.extra_train)
-    seed = make_config(recipe).seed
+    config = make_config(recipe)
     if not args.skip_official:
         start = time.perf_counter()
-        exs = with_extra(examples(groups=args.group_validation), args.extra_train, seed)
+        exs = with_extra(examples(groups=args.group_validation), args.extra_train, config)
         test = [e for e in exs if e.split == "test"]
         if args.model:
             clf = audioseq.load(args.model)
@@ -137,7 +137,7 @@ def main() -> None:
         print("official", results["official"], flush=True)
     loso = {}
     for speaker in [s for s in args.speakers.split(",") if s]:
-        res = train(with_extra(examples({speaker}, args.group_validation), args.extra_train, seed), make_config(recipe))
+        res = train(with_extra(examples({speaker}, args.group_validation), args.extra_train, config), config)
         loso[speaker] = res.metrics["test"]["accuracy"]
         print(f"unseen speaker {speaker}: {loso[speaker]:.4f}", flush=True)
     if loso:

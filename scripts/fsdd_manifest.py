@@ -7,9 +7,10 @@ test); with it, those speakers are the test split (leave-speakers-out). The grou
 holds the speaker unless --no-groups is given; training then draws its validation clips from
 every training speaker instead of holding one speaker out.
 
---extra DIR adds the clips of DIR/<label>/*.wav (e.g. from scripts/synth_speech.py) to the
-training split only. Validation then stays made of recordings, drawn as training would draw
-it (seed 0, 15%): whole speakers when the group column is kept, else clips of every speaker.
+--extra DIR adds the clips of DIR/<label>/ (read as the folder dataset reads them; e.g. from
+scripts/synth_speech.py) to the training split only. Validation then stays made of
+recordings, drawn as training would draw it (seed 0, the default fraction): whole speakers
+when the group column is kept, else clips of every speaker.
 """
 
 from __future__ import annotations
@@ -39,16 +40,16 @@ def rows(recordings: Path, test_speakers: set[str], groups: bool = True) -> list
 
 def with_extra(table: list[tuple[str, str, str, str]], extra: Path) -> list[tuple[str, str, str, str]]:
     """The recordings with an explicit validation split, then the extra clips as training."""
+    import audioseq
     from audioseq.dataset import Example, stratified_split
+    from audioseq.training import TrainConfig
 
     train = [Example(path, label, split, group or None) for path, label, split, group in table if split == "train"]
-    _, valid = stratified_split(train, 0.15, 0, by_group=True)
+    _, valid = stratified_split(train, TrainConfig.valid_fraction, 0, by_group=True)
     valid_paths = {ex.audio for ex in valid}
     out = [(path, label, "valid" if path in valid_paths else split, group) for path, label, split, group in table]
-    extra_rows = [(str(p.resolve()), p.parent.name, "train", "") for p in sorted(extra.glob("*/*.wav"))]
-    if not extra_rows:
-        raise SystemExit(f"no clips (LABEL/*.wav) in {extra}")
-    return out + extra_rows
+    clips = audioseq.load_dataset("folder", str(extra)).examples()
+    return out + [(str(Path(ex.audio).resolve()), ex.label, "train", "") for ex in clips]
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--test-speakers", default="")
     parser.add_argument("--no-groups", action="store_true")
-    parser.add_argument("--extra", type=Path, default=None, help="Folder of LABEL/*.wav clips added to training.")
+    parser.add_argument("--extra", type=Path, default=None, help="Folder of LABEL/ audio clips added to training.")
     args = parser.parse_args()
     speakers = {s for s in args.test_speakers.split(",") if s}
     table = rows(args.recordings, speakers, groups=not args.no_groups)
