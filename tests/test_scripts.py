@@ -62,6 +62,62 @@ def test_synth_speech_writes_decodable_labelled_clips_deterministically(tmp_path
     assert voices(8) != voices(7)
 
 
+def test_synth_speech_engines_choose_clips_without_changing_the_espeak_draws() -> None:
+    synth = script("synth_speech")
+    default = synth.plan(["six"], ["6"], 4, seed=3)
+    every = synth.plan(["six"], ["6"], 4, seed=3, engines=synth.ENGINES)
+    assert {c["engine"] for c in default} == {"espeak-ng", "flite"}
+    festival = [c for c in every if c["engine"] == "festival"]
+    assert len(festival) == len(synth.FESTIVAL_VOICES) * len(synth.FESTIVAL_PITCHES) * len(synth.FESTIVAL_STRETCHES)
+    assert len({c["file"] for c in every}) == len(every)  # no clip overwrites another
+    assert [c for c in every if c["engine"] != "festival"] == default
+    assert {(c["voice"], c["pitch"], c["speed"]) for c in festival} == {
+        (v, p, s) for v in synth.FESTIVAL_VOICES for p in synth.FESTIVAL_PITCHES for s in synth.FESTIVAL_STRETCHES
+    }
+
+
+def test_synth_speech_names_unknown_engines_and_missing_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synth = script("synth_speech")
+    with pytest.raises(SystemExit, match="unknown engine mbrola; known: espeak-ng, flite, festival"):
+        synth.synthesise(tmp_path, ["one"], ["1"], per_word=1, engines=("mbrola",))
+    monkeypatch.setattr(synth.shutil, "which", lambda tool: None if tool == "text2wave" else "/usr/bin/" + tool)
+    with pytest.raises(SystemExit, match="text2wave not found: apt-get install festival festvox-kallpc16k"):
+        synth.synthesise(tmp_path, ["one"], ["1"], per_word=1, engines=("flite", "festival"))
+
+
+@pytest.mark.skipif(
+    shutil.which("text2wave") is None or not Path("/usr/share/festival/voices/english/ked_diphone").is_dir(),
+    reason="festival and its diphone voices are not installed (apt-get install festival festvox-kallpc16k festvox-kdlpc16k)",
+)
+def test_synth_speech_festival_voices_follow_their_pitch_targets(tmp_path: Path) -> None:
+    synth = script("synth_speech")
+    count = synth.synthesise(tmp_path, ["nine"], ["9"], engines=("festival",))
+    assert count == len(synth.plan(["nine"], ["9"], 0, 0, engines=("festival",)))
+    with open(tmp_path / "voices.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    # Each clip speaks at its pitch target ("nine" is voiced throughout): autocorrelation over
+    # the loudest 60 ms.
+    def f0(wave: np.ndarray, rate: int) -> float:
+        n = int(0.06 * rate)
+        energy = np.convolve(wave**2, np.ones(n), "valid")
+        seg = wave[int(np.argmax(energy)) :][:n]
+        ac = np.correlate(seg, seg, "full")[n - 1 :]
+        lags = np.arange(rate // 400, rate // 60)
+        strong = lags[ac[lags] >= 0.85 * ac[lags].max()]  # shortest strong period: no octave-down errors
+        return rate / float(strong[0])
+
+    durations = {}
+    for r in rows:
+        rate = audio_info(tmp_path / r["file"]).sample_rate
+        wave = read_audio(str(tmp_path / r["file"]), rate)
+        assert wave.numel() > 0.2 * rate and float(wave.abs().max()) > 0.05
+        assert abs(f0(wave.numpy(), rate) / int(r["pitch"]) - 1) < 0.15, r
+        durations.setdefault(float(r["speed"]), []).append(wave.numel() / rate)
+    # Duration stretch makes the word longer.
+    means = [np.mean(durations[s]) for s in sorted(durations)]
+    assert means == sorted(means) and means[-1] > 1.3 * means[0]
+
+
 def test_synth_speech_rejects_mismatched_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synth = script("synth_speech")
     monkeypatch.setattr(synth.shutil, "which", lambda tool: "/usr/bin/" + tool)
