@@ -1,8 +1,8 @@
 """Training-time augmentation for speech and sounds.
 
 Waveform level (before preprocessing, so the model learns what real recordings look like):
-speed perturbation (which shifts tempo and pitch together), gain, additive noise at a random
-SNR, and quiet noise padded before and after the clip. Frame level: SpecAugment time and
+speed perturbation (which shifts tempo and pitch together), room reverberation, gain, additive
+noise at a random SNR, and quiet noise padded before and after the clip. Frame level: SpecAugment time and
 frequency masks. All randomness comes from the generator passed in, so a seeded run repeats.
 """
 
@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import torch
+import torchaudio.functional
 from torch import Tensor
 
 from .audio import resample
@@ -25,6 +26,10 @@ class Augment:
 
     Attributes:
         speeds: speed-perturbation factors drawn uniformly (1.0 keeps the clip).
+        reverb_p: probability of room reverberation: the clip convolved with a synthetic room
+            impulse response (direct sound, then noise decaying by 60 dB over a reverberation
+            time drawn from ``rt60``), its level kept.
+        rt60: (low, high) reverberation time range in seconds.
         gain_db: random gain in ±gain_db dB.
         noise_p: probability of additive white noise, at an SNR drawn from ``snr_db``.
         snr_db: (low, high) signal-to-noise ratio range in dB.
@@ -41,6 +46,8 @@ class Augment:
     """
 
     speeds: tuple[float, ...] = (0.9, 0.95, 1.0, 1.05, 1.1)
+    reverb_p: float = 0.0
+    rt60: tuple[float, float] = (0.1, 0.6)
     gain_db: float = 10.0
     noise_p: float = 0.3
     snr_db: tuple[float, float] = (20.0, 40.0)
@@ -72,6 +79,11 @@ class Augment:
             new_lengths = (lengths * sample_rate + src - 1) // src
             for j, i in enumerate(idx):
                 out[i] = stretched[j, : int(new_lengths[j])]
+        if self.reverb_p > 0:  # draws nothing otherwise, so other settings repeat as before
+            hit = torch.rand(n, generator=g) < self.reverb_p
+            times = torch.empty(n).uniform_(*self.rt60, generator=g)
+            for i in hit.nonzero().flatten().tolist():
+                out[i] = reverberate(out[i], room_impulse(float(times[i]), sample_rate, g))
         for i, w in enumerate(out):
             rms = w.pow(2).mean().sqrt().clamp(min=1e-4)
             if rand[i, 0] < self.pad_p:
@@ -145,3 +157,21 @@ class Augment:
             hit = (f >= start.view(B, 1)) & (f < (start + width).view(B, 1))
             keep &= ~hit.unsqueeze(1)
         return frames * keep.to(frames.device, frames.dtype)
+
+
+def room_impulse(rt60: float, sample_rate: int, g: torch.Generator) -> Tensor:
+    """A synthetic room impulse response (L,): a unit direct path, then Gaussian noise whose
+    energy decays by 60 dB in ``rt60`` seconds (exponential decay, as in a diffuse room)."""
+    n = max(2, round(rt60 * sample_rate))
+    t = torch.arange(n) / sample_rate
+    tail = torch.randn(n, generator=g) * torch.exp(-3 * math.log(10) * t / rt60)  # amplitude: -60 dB at rt60
+    tail[0] = 0.0
+    tail *= 0.5 / tail.pow(2).sum().sqrt().clamp(min=1e-12)  # reverberant energy ~ -6 dB below direct
+    tail[0] = 1.0
+    return tail
+
+
+def reverberate(wave: Tensor, impulse: Tensor) -> Tensor:
+    """Convolve a clip (N,) with an impulse response (L,) → (N + L - 1,), at the clip's RMS level."""
+    wet = torchaudio.functional.fftconvolve(wave, impulse.to(wave.dtype))
+    return wet * wave.pow(2).mean().sqrt() / wet.pow(2).mean().sqrt().clamp(min=1e-12)
