@@ -10,7 +10,7 @@
   training augmentation's speed perturbation stops at 1.1x.
 
 Usage: python benchmarks/fsdd_speakers.py [--recipe JSON] [--speakers a,b] [--out results.json]
-                                          [--extra-train DIR]
+                                          [--extra-train DIR] [--save-models DIR]
 The recipe is TrainConfig keyword arguments as JSON (default: the defaults). Validation clips
 come from every training speaker, as in scripts/train_digits.sh; --group-validation holds
 one training speaker out for validation instead. --extra-train adds the clips of
@@ -92,6 +92,14 @@ def higher_voice(exs: list[Example], factor: float = 1.2) -> list[Example]:
     return out
 
 
+def confusions(metrics: dict, least: int = 3) -> list[str]:
+    """The test's most frequent mistakes, "true→predicted ×count", at least ``least`` times each."""
+    labels, matrix = metrics["labels"], np.asarray(metrics["confusion_matrix"])
+    np.fill_diagonal(matrix, 0)
+    pairs = sorted(((int(matrix[i, j]), labels[i], labels[j]) for i, j in zip(*np.nonzero(matrix >= least))), reverse=True)
+    return [f"{t}→{p} ×{n}" for n, t, p in pairs]
+
+
 def make_config(recipe: dict) -> TrainConfig:
     recipe = dict(recipe)
     if "augment" in recipe:
@@ -110,6 +118,7 @@ def main() -> None:
     parser.add_argument("--group-validation", action="store_true")
     parser.add_argument("--extra-train", type=Path, default=None)
     parser.add_argument("--model", default=None, help="Score this model on the official split instead of training one.")
+    parser.add_argument("--save-models", type=Path, default=None, help="Write each unseen-speaker model here.")
     args = parser.parse_args()
     recipe = json.loads(args.recipe)
     results: dict = {"recipe": recipe, "data": str(FSDD)}
@@ -135,16 +144,21 @@ def main() -> None:
         results["official"]["higher_voice_accuracy"] = evaluate(clf, higher_voice(test))["accuracy"]
         results["official"]["parameters"] = clf.num_parameters()
         print("official", results["official"], flush=True)
-    loso = {}
+    loso, mistakes = {}, {}
     for speaker in [s for s in args.speakers.split(",") if s]:
         res = train(with_extra(examples({speaker}, args.group_validation), args.extra_train, config), config)
         loso[speaker] = res.metrics["test"]["accuracy"]
-        print(f"unseen speaker {speaker}: {loso[speaker]:.4f}", flush=True)
+        mistakes[speaker] = confusions(res.metrics["test"])
+        print(f"unseen speaker {speaker}: {loso[speaker]:.4f}; most confused {mistakes[speaker][:3]}", flush=True)
+        if args.save_models:
+            args.save_models.mkdir(parents=True, exist_ok=True)
+            res.classifier.save(args.save_models / f"unseen-{speaker}.safetensors")
     if loso:
         results["leave_one_speaker_out"] = {
             "per_speaker": loso,
             "mean": float(np.mean(list(loso.values()))),
             "worst": min(loso.values()),
+            "confusions": mistakes,
         }
         print("leave-one-speaker-out", results["leave_one_speaker_out"], flush=True)
     if args.out:
