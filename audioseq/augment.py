@@ -2,8 +2,9 @@
 
 Waveform level (before preprocessing, so the model learns what real recordings look like):
 speed perturbation (which shifts tempo and pitch together), room reverberation, gain, additive
-noise at a random SNR, and quiet noise padded before and after the clip. Frame level: SpecAugment time and
-frequency masks. All randomness comes from the generator passed in, so a seeded run repeats.
+noise at a random SNR, and quiet noise padded before and after the clip. Frame level: tempo
+stretch, feature-axis warp, SpecAugment time and frequency masks. All randomness comes from
+the generator passed in, so a seeded run repeats.
 """
 
 from __future__ import annotations

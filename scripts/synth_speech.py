@@ -45,6 +45,7 @@ FESTIVAL_VOICES = ("kal_diphone", "ked_diphone")  # Debian festvox-kallpc16k, fe
 FESTIVAL_PITCHES = (85, 110, 140, 180, 220)  # target mean pitch (Hz)
 FESTIVAL_STRETCHES = (0.85, 1.05, 1.3)
 ENGINES = ("espeak-ng", "flite", "festival")
+DEFAULT_ENGINES = ("espeak-ng", "flite")
 
 
 def espeak_variants() -> list[str]:
@@ -60,7 +61,7 @@ def festival_command(voice: str, pitch: int, stretch: float, word: str, file: st
 
 
 def plan(
-    words: list[str], labels: list[str], per_word: int, seed: int, engines: tuple[str, ...] = ("espeak-ng", "flite")
+    words: list[str], labels: list[str], per_word: int, seed: int, engines: tuple[str, ...] = DEFAULT_ENGINES
 ) -> list[dict]:
     """One dict per clip: its file (relative), label, word, engine, voice, pitch, speed and command."""
     rng = random.Random(seed)
@@ -106,7 +107,7 @@ def synthesise(
     per_word: int = 200,
     seed: int = 0,
     jobs: int = 4,
-    engines: tuple[str, ...] = ("espeak-ng", "flite"),
+    engines: tuple[str, ...] = DEFAULT_ENGINES,
 ) -> int:
     """Write the clips under ``out``; returns how many were written."""
     unknown = [e for e in engines if e not in ENGINES]
@@ -136,7 +137,7 @@ def main() -> None:
     parser.add_argument("--labels", default=None, help="Comma list, one per word (default: 0, 1, ...).")
     parser.add_argument("--per-word", type=int, default=200, help="espeak-ng clips per word (flite adds 45).")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--engines", default="espeak-ng,flite", help=f"Comma list of {', '.join(ENGINES)}.")
+    parser.add_argument("--engines", default=",".join(DEFAULT_ENGINES), help=f"Comma list of {', '.join(ENGINES)}.")
     args = parser.parse_args()
     words = [w for w in args.words.split(",") if w]
     labels = [x for x in args.labels.split(",") if x] if args.labels else [str(i) for i in range(len(words))]
