@@ -86,7 +86,8 @@ def test_synth_speech_names_unknown_engines_and_missing_packages(tmp_path: Path,
 
 
 @pytest.mark.skipif(
-    shutil.which("text2wave") is None or not Path("/usr/share/festival/voices/english/ked_diphone").is_dir(),
+    shutil.which("text2wave") is None
+    or not all(Path(f"/usr/share/festival/voices/english/{v}").is_dir() for v in ("kal_diphone", "ked_diphone")),
     reason="festival and its diphone voices are not installed (apt-get install festival festvox-kallpc16k festvox-kdlpc16k)",
 )
 def test_synth_speech_festival_voices_follow_their_pitch_targets(tmp_path: Path) -> None:
