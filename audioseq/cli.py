@@ -122,14 +122,16 @@ def train(**o: Any) -> None:
 @click.option("--dataset-opt", multiple=True, metavar="K=V")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="What runs the network: onnxruntime (CPU, if installed) or torch.")
 @_friendly
 def evaluate(model: str, dataset_name: str, data_path: str | None, split: str | None,
-             dataset_opt: tuple[str, ...], batch_size: int, as_json: bool) -> None:
+             dataset_opt: tuple[str, ...], batch_size: int, as_json: bool, backend: str) -> None:
     """Accuracy, macro-F1, per-class recall and confusion matrix of MODEL on a dataset."""
     from .classifier import load
     from .evaluation import evaluate as run_evaluation, load_dataset
 
-    clf = load(model)
+    clf = load(model, backend=backend)
     dataset = load_dataset(dataset_name, data_path, _opts(dataset_opt))
     if split is None and dataset.examples("test"):
         split = "test"
@@ -167,16 +169,18 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--workers", type=int, default=None, help="Decoding processes (default: by input count).")
 @click.option("--max-errors", default=0, show_default=True, help="Exit 1 when more inputs than this failed.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="What runs the network: onnxruntime (CPU, if installed) or torch.")
 @_friendly
 def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, batch_size: int,
-            workers: int | None, max_errors: int) -> None:
+            workers: int | None, max_errors: int, backend: str) -> None:
     """Classify files and folders (searched recursively) with MODEL (a file or a bundled name).
 
     One row per input, in order; an input that cannot be classified is a row with its error.
     """
     from .classifier import load
 
-    clf = load(model)
+    clf = load(model, backend=backend)
     sources = expand_inputs(inputs)
     stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     failed = 0
@@ -264,6 +268,26 @@ def info(model: str, as_json: bool) -> None:
         m = clf.metrics.get(split)
         if m:
             click.echo(f"  {split} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("out", type=click.Path(dir_okay=False))
+@_friendly
+def export(model: str, out: str) -> None:
+    """Write MODEL's network as an ONNX file OUT: (frames, lengths) → logits.
+
+    The graph takes frames already computed (``Classifier.frontend``), float32 (batch, time,
+    features), and lengths (batch,) int64. Needs ``pip install "audioseq[onnx]"``.
+    """
+    from .classifier import load
+    from .export import to_onnx
+
+    clf = load(model, backend="torch")
+    proto = to_onnx(clf.model)
+    Path(out).write_bytes(proto.SerializeToString())
+    net = clf.spec.network
+    click.echo(f"wrote {out}: frames (batch, time, {net.input_size}) + lengths → logits over {len(clf.labels)} labels")
 
 
 cli.add_command(new_plugin, name="new-plugin")

@@ -4,9 +4,10 @@ Both pipelines run in this process on the same clips with the same network (the 
 digits model). The naive one is what one writes first: librosa.load, librosa's log-mel,
 one forward pass per clip. Prints a markdown table of clips/s and the ratios.
 
-Every time is the best of three runs. Also prints the network's own throughput on the batches
-prediction makes (frames already computed): no decoding or feature speed-up can take batch
-prediction past it.
+Every time is the best of three runs. Prediction is timed with each backend that can run the
+network (torch, and onnxruntime when installed); the naive pipeline always runs torch. Also
+prints the network's own throughput on the batches prediction makes (frames already computed):
+no decoding or feature speed-up can take batch prediction past it.
 
 Usage: python benchmarks/bench_predict.py [--clips N]
 """
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 import audioseq
+from audioseq.export import onnxruntime_available
 from audioseq.pipeline import Item, iter_batches
 
 from common import fsdd_files, model_path
@@ -72,13 +74,18 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2500)
     args = parser.parse_args()
     files = fsdd_files()[: args.clips]
-    clf = audioseq.load(model_path())
-    clf.predict(files[:64])  # warm-up both paths
+    backends = ["torch"] + (["onnxruntime"] if onnxruntime_available() else [])
+    classifiers = {b: audioseq.load(model_path(), backend=b) for b in backends}
+    clf = classifiers["torch"]
+    for c in classifiers.values():
+        c.predict(files[:64])  # warm-up every path
     naive_predict(clf, files[:16])
 
-    t_fast, preds = timed(clf.predict, files)
+    t_fast, preds = {}, {}
+    for b, c in classifiers.items():
+        t_fast[b], preds[b] = timed(c.predict, files)
     t_naive, naive = timed(naive_predict, clf, files)
-    agree = np.mean([p.label == n for p, n in zip(preds, naive)])
+    agree = {b: np.mean([p.label == n for p, n in zip(preds[b], naive)]) for b in backends}
 
     waves = [clf.frontend.prepare(f) for f in files]
     feat = clf.frontend.feature
@@ -99,20 +106,22 @@ def main() -> None:
 
     inputs = [clf.frontend(batch) for batch in batches]  # (frames, lengths) per batch
 
-    def network_only() -> None:
+    def network_only(c: audioseq.Classifier) -> None:
         for frames, lengths in inputs:
-            clf.probabilities(frames, lengths)
+            c.probabilities(frames, lengths)
 
     t_feat, _ = timed(batched)
     t_feat_naive, _ = timed(per_clip_librosa)
-    t_net, _ = timed(network_only)
+    t_net = {b: timed(network_only, c)[0] for b, c in classifiers.items()}
     n = len(files)
     print(f"| what | audioseq | naive per-file | ratio |\n|---|---|---|---|")
-    print(f"| predict {n} FSDD clips (clips/s) | {n / t_fast:,.0f} | {n / t_naive:,.0f} | {t_naive / t_fast:.1f}x |")
+    for b in backends:
+        print(f"| predict {n} FSDD clips, {b} backend (clips/s) | {n / t_fast[b]:,.0f} | {n / t_naive:,.0f} | {t_naive / t_fast[b]:.1f}x |")
     print(f"| {clf.spec.feature} features only, batched torchaudio vs per-clip librosa (clips/s) | {n / t_feat:,.0f} | {n / t_feat_naive:,.0f} | {t_feat_naive / t_feat:.1f}x |")
-    print(f"\nthe network alone on the same batches, frames ready: {n / t_net:,.0f} clips/s = "
-          f"{t_naive / t_net:.1f}x the naive pipeline (a ceiling for batch prediction on this machine)")
-    print(f"labels agreeing between the two pipelines: {agree:.3f}; torch threads {torch.get_num_threads()}")
+    for b in backends:
+        print(f"| the network alone on the same batches, frames ready, {b} (clips/s) | {n / t_net[b]:,.0f} | | {t_naive / t_net[b]:.1f}x |")
+    print(f"\nlabels agreeing with the naive pipeline: "
+          + ", ".join(f"{b} {agree[b]:.4f}" for b in backends) + f"; torch threads {torch.get_num_threads()}")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def tiny_classifier(
     hidden_size: int = 8,
     num_layers: int = 2,
     seed: int = 0,
+    backend: str = "auto",
 ) -> Any:
     """An untrained classifier with random (seeded) weights: enough to test plumbing."""
     from audioseq.classifier import Classifier
@@ -81,7 +82,7 @@ def tiny_classifier(
     )
     spec = ModelSpec(labels=list(labels), sample_rate=sample_rate, network=network,
                      feature="logmel", feature_params={"n_mels": 16})
-    return Classifier(spec)
+    return Classifier(spec, backend=backend)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from audioseq.dataset import Example
 from audioseq.default_plugins.cells import GRUCell, RNNCell
 from audioseq.default_plugins.datasets import SyntheticDataset
 from audioseq.default_plugins.features import LogMel
+from audioseq.export import OnnxRecurrence, onnxruntime_available
 from audioseq.model import NetworkConfig
 from audioseq.plugins import build, get_component
 from audioseq.recurrent import RecurrentEncoder, make_cell, unroll
@@ -345,6 +346,14 @@ class NarrowGateCell(TanhCell):
         return h, new_state, {"drive": h[:, :1]}
 
 
+class TorchOrderGRUCell(GRUCell):
+    """Hands ONNX torch's gate order (reset, update, new) instead of ONNX's (update, reset, hidden)."""
+
+    def onnx_recurrence(self) -> OnnxRecurrence:
+        f = self.fused
+        return OnnxRecurrence("GRU", f.weight_ih_l0, f.weight_hh_l0, f.bias_ih_l0, f.bias_hh_l0, linear_before_reset=True)
+
+
 def untyped_cell(input_size: int, hidden_size: int, scale=1.0) -> nn.Module:  # noqa: ANN001
     return RNNCell(input_size, hidden_size)
 
@@ -364,6 +373,8 @@ def test_check_cell_passes_a_cell_that_keeps_the_contract() -> None:
         (PlainAttributeCell, "model file round trip"),
         (NarrowGateCell, "gate activations"),
         (untyped_cell, "parameters"),
+        pytest.param(TorchOrderGRUCell, "ONNX export", marks=pytest.mark.skipif(
+            not onnxruntime_available(), reason="needs onnx and onnxruntime (the [onnx] extra)")),
     ],
 )
 def test_check_cell_names_the_broken_property(factory: Callable[..., nn.Module], check: str) -> None:

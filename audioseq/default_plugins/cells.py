@@ -5,6 +5,7 @@ and keeps its weights in a one-layer ``torch.nn`` recurrent module so that the w
 fast path runs torch's fused kernels (cuDNN on GPU) on the very same parameters.
 Weight layout is torch's: rows of ``weight_ih``/``weight_hh`` are stacked per gate, in the
 order (input, forget, candidate, output) for LSTM and (reset, update, candidate) for GRU.
+``onnx_recurrence`` gives the same weights in ONNX's layout, for the onnxruntime backend.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from ..export import OnnxRecurrence
 from ..hookspecs import hookimpl
 
 State = Tensor | tuple[Tensor, Tensor]
@@ -70,6 +72,11 @@ def full_float32_backward(out: Tensor) -> None:
 
     node.register_prehook(before)
     node.register_hook(after)
+
+
+def _gate_order(hidden_size: int, gates: tuple[int, ...]) -> Tensor:
+    """Row indices that put a fused weight's gate blocks in the order ``gates``."""
+    return torch.cat([torch.arange(g * hidden_size, (g + 1) * hidden_size) for g in gates])
 
 
 class _FusedCell(nn.Module):
@@ -178,6 +185,11 @@ class RNNCell(_FusedCell):
         h = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)
         return h, h, {}
 
+    def onnx_recurrence(self) -> OnnxRecurrence:
+        f = self.fused
+        activation = "Tanh" if self.nonlinearity == "tanh" else "Relu"
+        return OnnxRecurrence("RNN", f.weight_ih_l0, f.weight_hh_l0, f.bias_ih_l0, f.bias_hh_l0, (activation,))
+
 
 class LSTMCell(_FusedCell):
     """Long short-term memory (Hochreiter & Schmidhuber, 1997), with a forget gate.
@@ -220,6 +232,13 @@ class LSTMCell(_FusedCell):
         h = o * torch.tanh(c)
         return h, (h, c), {"forget": f, "input": i, "candidate": g, "output": o, "cell": c}
 
+    def onnx_recurrence(self) -> OnnxRecurrence:
+        f = self.fused
+        order = _gate_order(self.hidden_size, (0, 3, 1, 2))  # torch i, f, g, o → ONNX i, o, f, c
+        return OnnxRecurrence(
+            "LSTM", f.weight_ih_l0[order], f.weight_hh_l0[order], f.bias_ih_l0[order], f.bias_hh_l0[order]
+        )
+
 
 class GRUCell(_FusedCell):
     """Gated recurrent unit (Cho et al., 2014).
@@ -245,6 +264,18 @@ class GRUCell(_FusedCell):
         n = torch.tanh(i_n + r * h_n)
         h = (1 - z) * n + z * state
         return h, h, {"reset": r, "update": z, "candidate": n}
+
+    def onnx_recurrence(self) -> OnnxRecurrence:
+        f = self.fused
+        order = _gate_order(self.hidden_size, (1, 0, 2))  # torch r, z, n → ONNX z, r, h
+        return OnnxRecurrence(
+            "GRU",
+            f.weight_ih_l0[order],
+            f.weight_hh_l0[order],
+            f.bias_ih_l0[order],
+            f.bias_hh_l0[order],
+            linear_before_reset=True,  # torch applies r to (W_hn h + b_hn)
+        )
 
 
 @hookimpl

@@ -42,7 +42,8 @@ def check_cell(factory: Callable[..., nn.Module], input_size: int = 5, hidden_si
     padded batch, junk in the padding); ``forward_sequence`` against unrolling (outputs, final
     state, gradients); ``forward_gates``/``gate_names``; streaming (frame by frame, in chunks,
     and ``RecurrentEncoder.step`` against its forward); gradients reaching every parameter and
-    the input; the model-file round trip.
+    the input; the model-file round trip; for a cell with ``onnx_recurrence``, a whole network
+    run by ONNX Runtime against torch (when ``onnx`` and ``onnxruntime`` are installed).
 
     Args:
         factory: builds the cell, ``factory(input_size, hidden_size, **params) -> nn.Module``.
@@ -141,6 +142,8 @@ class _CellChecks:
             self.streaming(cell)
             self.encoder_streaming()
             self.model_file(cell)
+            if hasattr(cell, "onnx_recurrence"):
+                self.onnx_export()
         if hasattr(cell, "forward_sequence"):
             self.fast_path(cell)
         self.gradients(self.make().train())
@@ -334,6 +337,31 @@ class _CellChecks:
             self.fail("streaming differs from offline", f"RecurrentEncoder.step frame by frame differs by {diff:.3g} "
                       "from RecurrentEncoder.forward (2 layers)", "make forward_gates and forward_sequence compute "
                       "what forward computes")
+
+    def onnx_export(self) -> None:
+        from ..export import ExportError, OnnxNetwork, onnxruntime_available
+        from ..model import NetworkConfig, SequenceClassifier
+
+        if not onnxruntime_available():
+            return
+        with _registered_cell(self.factory) as name:
+            for bidirectional in (False, True):
+                config = NetworkConfig(self.I, 3, cell=name, cell_params=self.params, hidden_size=self.H,
+                                       bidirectional=bidirectional, pooling="last")
+                model = SequenceClassifier(config).eval()
+                try:
+                    network = OnnxNetwork(model, threads=1)
+                except (ExportError, ValueError, TypeError, RuntimeError) as exc:
+                    self.fail("ONNX export", f"the network could not be exported: {type(exc).__name__}: {exc}",
+                              "return an OnnxRecurrence whose weights have ONNX's shapes and gate order")
+                x = self.randn(self.B, self.T, self.I)
+                diff = max_diff(network(x, self.lengths), model(x, self.lengths))
+                if diff > TOLERANCE:
+                    way = "bidirectional" if bidirectional else "forward"
+                    self.fail("ONNX export", f"a 2-layer {way} network's logits under ONNX Runtime differ by "
+                              f"{diff:.3g} from torch's", "give onnx_recurrence's weights in ONNX's gate order "
+                              "(GRU: update, reset, hidden; LSTM: input, output, forget, cell) and the "
+                              "matching activations")
 
     def gradients(self, cell: nn.Module) -> None:
         x = self.randn(self.B, self.T, self.I).requires_grad_()

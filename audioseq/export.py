@@ -1,0 +1,234 @@
+"""The trained network as an ONNX graph, and ONNX Runtime to run it on CPU.
+
+The graph is built from the weights already in memory (a model file is never an ONNX file,
+and no ONNX file is ever read): normalisation, the stacked recurrent layers as ONNX's own
+RNN / GRU / LSTM operators with per-sequence lengths, the pooling over time and the linear
+head. Its inputs are frames ``(B, T, F)`` float32 and lengths ``(B,)`` int64; its output the
+logits ``(B, C)`` — the same function as :class:`~audioseq.model.SequenceClassifier` in
+evaluation mode.
+
+A cell can be exported when it says how (:meth:`onnx_recurrence`, returning an
+:class:`OnnxRecurrence`); the built-in ``rnn``, ``lstm`` and ``gru`` do. The ``onnx`` and
+``onnxruntime`` packages are optional (``pip install "audioseq[onnx]"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import AudioseqError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .model import SequenceClassifier
+
+OPSET = 17
+
+
+class ExportError(AudioseqError):
+    """The network cannot be written as an ONNX graph (e.g. a cell with no ONNX form)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxRecurrence:
+    """One direction of a recurrent layer in ONNX's terms.
+
+    Weights are in ONNX's gate order (GRU: update, reset, hidden; LSTM: input, output,
+    forget, cell), G gates of H units: ``weight_ih`` (G·H, I), ``weight_hh`` (G·H, H),
+    ``bias_ih`` and ``bias_hh`` (G·H,). ``activations`` as ONNX names them, for one direction.
+    """
+
+    op: Literal["RNN", "GRU", "LSTM"]
+    weight_ih: Tensor
+    weight_hh: Tensor
+    bias_ih: Tensor
+    bias_hh: Tensor
+    activations: tuple[str, ...] = ()
+    linear_before_reset: bool = False  # GRU: reset gate applied after the recurrent product (torch's form)
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+
+def exportable(model: "SequenceClassifier") -> str | None:
+    """None when every cell of ``model`` has an ONNX form, else the reason it has not."""
+    for layer in model.encoder.layers:
+        for cell in layer:
+            if not hasattr(cell, "onnx_recurrence"):
+                return f"cell {model.config.cell!r} has no ONNX form (no onnx_recurrence method)"
+    return None
+
+
+class _Graph:
+    """A small builder: nodes, constants and fresh names."""
+
+    def __init__(self) -> None:
+        import onnx
+
+        self.onnx = onnx
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value: Any, hint: str = "c", dtype: Any = np.float32) -> str:
+        name = self.name(hint)
+        array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array.astype(dtype), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, outputs: int = 1, **attrs: Any) -> Any:
+        names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), names, **attrs))
+        return names[0] if outputs == 1 else names
+
+
+def _recurrent_layer(g: _Graph, x: str, seq_lens: str, cells: list[Any]) -> str:
+    """One layer, time-major: x (T, B, I) → (T, B, D·H)."""
+    parts = [cell.onnx_recurrence() for cell in cells]
+    first = parts[0]
+    if any(p.op != first.op or p.linear_before_reset != first.linear_before_reset for p in parts):
+        raise ExportError("both directions of a layer must use the same ONNX operator")
+    hidden = first.weight_hh.shape[1]
+    W = g.const(torch.stack([p.weight_ih for p in parts]), "W")
+    R = g.const(torch.stack([p.weight_hh for p in parts]), "R")
+    B = g.const(torch.stack([torch.cat([p.bias_ih, p.bias_hh]) for p in parts]), "B")
+    attrs: dict[str, Any] = {
+        "hidden_size": int(hidden),
+        "direction": "bidirectional" if len(parts) == 2 else "forward",
+    }
+    if first.activations:
+        attrs["activations"] = [a for p in parts for a in p.activations]
+    if first.op == "GRU":
+        attrs["linear_before_reset"] = int(first.linear_before_reset)
+    y = g.op(first.op, x, W, R, B, seq_lens, hint=first.op.lower(), outputs=1, **attrs)  # (T, D, B, H)
+    y = g.op("Transpose", y, perm=[0, 2, 1, 3])
+    return g.op("Reshape", y, g.const([0, 0, -1], "shape", np.int64))
+
+
+def to_onnx(model: "SequenceClassifier") -> "onnx.ModelProto":
+    """The network in evaluation mode as an ONNX model: (frames, lengths) → logits.
+
+    Raises:
+        ExportError: a cell has no ONNX form, or ``onnx`` is not installed.
+    """
+    reason = exportable(model)
+    if reason:
+        raise ExportError(reason)
+    try:
+        g = _Graph()
+    except ImportError as exc:
+        raise ExportError('exporting needs the onnx package: pip install "audioseq[onnx]"') from exc
+    onnx = g.onnx
+    config = model.config
+    zero = g.const(0.0, "zero")
+
+    # Valid-frame mask (B, T) from the lengths.
+    T = g.op("Gather", g.op("Shape", "frames"), g.const(1, "axis", np.int64), axis=0)
+    steps = g.op("Range", g.const(0, "start", np.int64), T, g.const(1, "step", np.int64))
+    mask = g.op(
+        "Less",
+        g.op("Unsqueeze", steps, g.const([0], "ax0", np.int64)),
+        g.op("Unsqueeze", "lengths", g.const([1], "ax1", np.int64)),
+    )
+    mask3 = g.op("Unsqueeze", mask, g.const([2], "ax2", np.int64))  # (B, T, 1)
+    counts = g.op("Cast", g.op("Max", "lengths", g.const(1, "one", np.int64)), to=onnx.TensorProto.FLOAT)
+    counts = g.op("Unsqueeze", counts, g.const([1], "ax1", np.int64))  # (B, 1)
+
+    # SequenceClassifier.normalise
+    x = g.op("Where", mask3, "frames", zero)
+    if config.utterance_norm:
+        total = g.op("ReduceSum", x, g.const([1], "ax1", np.int64), keepdims=1)  # (B, 1, F)
+        x = g.op("Sub", x, g.op("Div", total, g.op("Unsqueeze", counts, g.const([2], "ax2", np.int64))))
+    x = g.op("Div", g.op("Sub", x, g.const(model.norm.mean, "mean")), g.const(model.norm.std, "std"))
+    x = g.op("Where", mask3, x, zero)
+
+    # RecurrentEncoder, time-major as ONNX's recurrent operators want it
+    seq_lens = g.op("Cast", "lengths", to=onnx.TensorProto.INT32)
+    x = g.op("Transpose", x, perm=[1, 0, 2])
+    for layer in model.encoder.layers:
+        x = _recurrent_layer(g, x, seq_lens, list(layer))
+    out = g.op("Where", mask3, g.op("Transpose", x, perm=[1, 0, 2]), zero)  # (B, T, D)
+    size = model.encoder.output_size
+
+    # TimePooling
+    pool = model.pool
+    if pool.mode == "last":
+        idx = g.op("Reshape", g.op("Sub", "lengths", g.const(1, "one", np.int64)), g.const([-1, 1, 1], "shape", np.int64))
+        batch = g.op("Shape", "lengths")
+        idx = g.op("Expand", idx, g.op("Concat", batch, g.const([1, size], "dims", np.int64), axis=0))
+        pooled = g.op("Squeeze", g.op("GatherElements", out, idx, axis=1), g.const([1], "ax1", np.int64))
+        if config.bidirectional:
+            half = size // 2
+            ax = g.const([1], "ax1", np.int64)
+            fwd = g.op("Slice", pooled, g.const([0], "s", np.int64), g.const([half], "e", np.int64), ax)
+            first = g.op("Gather", out, g.const(0, "t0", np.int64), axis=1)  # (B, D)
+            back = g.op("Slice", first, g.const([half], "s", np.int64), g.const([size], "e", np.int64), ax)
+            pooled = g.op("Concat", fwd, back, axis=1)
+    elif pool.mode == "mean":
+        pooled = g.op("Div", g.op("ReduceSum", out, g.const([1], "ax1", np.int64), keepdims=0), counts)
+    else:
+        first, _, second = pool.score
+        s = g.op("Tanh", g.op("Add", g.op("MatMul", out, g.const(first.weight.T, "w")), g.const(first.bias, "b")))
+        s = g.op("Add", g.op("MatMul", s, g.const(second.weight.T, "w")), g.const(second.bias, "b"))
+        s = g.op("Squeeze", s, g.const([2], "ax2", np.int64))  # (B, T)
+        w = g.op("Softmax", g.op("Where", mask, s, g.const(float("-inf"), "neg_inf")), axis=1)
+        pooled = g.op("MatMul", g.op("Unsqueeze", w, g.const([1], "ax1", np.int64)), out)  # (B, 1, D)
+        pooled = g.op("Squeeze", pooled, g.const([1], "ax1", np.int64))
+
+    logits = g.op("Add", g.op("MatMul", pooled, g.const(model.head.weight.T, "w")), g.const(model.head.bias, "b"))
+    g.nodes.append(onnx.helper.make_node("Identity", [logits], ["logits"]))
+    graph = onnx.helper.make_graph(
+        g.nodes,
+        "audioseq",
+        [
+            onnx.helper.make_tensor_value_info("frames", onnx.TensorProto.FLOAT, ["batch", "time", config.input_size]),
+            onnx.helper.make_tensor_value_info("lengths", onnx.TensorProto.INT64, ["batch"]),
+        ],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", config.num_classes])],
+        g.initializers,
+    )
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="audioseq")
+    onnx.checker.check_model(proto)
+    return proto
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session for a network: ``(frames, lengths) → logits`` on CPU.
+
+    ``threads`` defaults to one fewer than torch uses (at least one): prediction decodes the
+    next clips in the calling thread while the network runs. Idle threads sleep instead of
+    spinning, so they do not take the cores from torch's feature computation between runs.
+    """
+
+    def __init__(self, model: "SequenceClassifier", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ExportError('the onnxruntime backend needs: pip install "audioseq[onnx]"') from exc
+        proto = to_onnx(model)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or max(1, torch.get_num_threads() - 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        """frames (B, T, F), lengths (B,) → logits (B, C), on CPU."""
+        feeds = {
+            "frames": np.ascontiguousarray(frames.detach().cpu().numpy(), dtype=np.float32),
+            "lengths": lengths.detach().cpu().numpy().astype(np.int64),
+        }
+        return torch.from_numpy(self.session.run(["logits"], feeds)[0])

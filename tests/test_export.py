@@ -1,0 +1,187 @@
+"""The network as an ONNX graph, and the onnxruntime backend that runs it.
+
+ONNX Runtime must compute what torch computes, for every exportable cell, pooling and
+direction; follow the weights when they change; fall back to torch where it cannot run; and
+give the same predictions, errors included, through the API and the CLI.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import audioseq
+from audioseq.classifier import Classifier
+from audioseq.errors import ParameterError
+from audioseq.export import ExportError, OnnxNetwork, exportable, onnxruntime_available, to_onnx
+from audioseq.model import NetworkConfig, SequenceClassifier
+from audioseq.plugins import get_component
+from conftest import run_cli, sweep, tiny_classifier
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(not onnxruntime_available(), reason="needs onnx and onnxruntime (the [onnx] extra)"),
+]
+
+POOLINGS = ("last", "mean", "attention")
+EXPORTABLE = [c for c in audioseq.list_cells() if hasattr(get_component("cell", c).factory, "onnx_recurrence")]
+NOT_EXPORTABLE = [c for c in audioseq.list_cells() if c not in EXPORTABLE]
+CELL_SETTINGS = [(c, {}) for c in EXPORTABLE] + [("rnn", {"nonlinearity": "relu"})]
+
+
+def random_network(cell: str, params: dict[str, Any], pooling: str, bidirectional: bool, layers: int,
+                   utterance_norm: bool = True) -> SequenceClassifier:
+    torch.manual_seed(0)
+    config = NetworkConfig(input_size=6, num_classes=5, cell=cell, cell_params=params, hidden_size=7,
+                           num_layers=layers, bidirectional=bidirectional, pooling=pooling,  # type: ignore[arg-type]
+                           utterance_norm=utterance_norm)
+    model = SequenceClassifier(config).eval()
+    with torch.no_grad():  # statistics as training leaves them, not the identity
+        model.norm.mean.normal_()
+        model.norm.std.uniform_(0.5, 2.0)
+    return model
+
+
+def test_the_built_in_cells_can_be_exported() -> None:
+    assert {"rnn", "lstm", "gru"} <= set(EXPORTABLE)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("cell, params", CELL_SETTINGS, ids=[f"{c}{'-' + '-'.join(p.values()) if p else ''}" for c, p in CELL_SETTINGS])
+def test_onnxruntime_computes_what_torch_computes(cell: str, params: dict[str, Any], pooling: str,
+                                                  bidirectional: bool, layers: int) -> None:
+    model = random_network(cell, params, pooling, bidirectional, layers)
+    network = OnnxNetwork(model, threads=1)
+    lengths = torch.tensor([5, 12, 1, 8, 12])  # ragged, unsorted, a one-frame clip
+    frames = 3 * torch.randn(5, 12, 6)
+    frames[0, 5:] = 1e3  # junk in the padding must not matter
+    with torch.no_grad():
+        expected = model(frames, lengths)
+    got = network(frames, lengths)
+    assert got.shape == expected.shape == (5, 5)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert (expected[0] - expected[1]).abs().max() > 1e-3  # the comparison can tell clips apart
+
+
+def test_without_utterance_normalisation_too() -> None:
+    model = random_network("gru", {}, "attention", True, 2, utterance_norm=False)
+    frames, lengths = torch.randn(3, 9, 6) + 2, torch.tensor([9, 4, 2])
+    with torch.no_grad():
+        expected = model(frames, lengths)
+    torch.testing.assert_close(OnnxNetwork(model, threads=1)(frames, lengths), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", NOT_EXPORTABLE or ["(none)"])
+def test_a_cell_without_an_onnx_form_runs_on_torch(cell: str) -> None:
+    if cell == "(none)":
+        pytest.skip("every installed cell can be exported")
+    clf = tiny_classifier(cell)
+    assert exportable(clf.model) is not None and cell in exportable(clf.model)
+    with pytest.raises(ExportError, match=cell):
+        to_onnx(clf.model)
+    assert clf.runtime == "torch"  # auto falls back
+    strict = tiny_classifier(cell, backend="onnxruntime")
+    with pytest.raises(ExportError, match="no ONNX form"):
+        strict.predict([(sweep(0.3, 8000), 8000)])
+
+
+@pytest.mark.parametrize("cell", EXPORTABLE)
+def test_both_backends_predict_the_same(cell: str) -> None:
+    clips = [(sweep(0.2 + 0.15 * i, 8000, seed=i), 8000) for i in range(6)]
+    by_backend = {}
+    for backend in ("torch", "onnxruntime"):
+        clf = tiny_classifier(cell, "attention", True, backend=backend)
+        assert clf.runtime == backend
+        by_backend[backend] = clf.predict(clips, batch_size=4)
+    for a, b in zip(by_backend["torch"], by_backend["onnxruntime"]):
+        assert a.label == b.label and a.source == b.source
+        np.testing.assert_allclose(list(a.probabilities.values()), list(b.probabilities.values()), rtol=0, atol=1e-5)
+
+
+def test_auto_picks_onnxruntime_for_the_bundled_model_and_agrees_with_torch() -> None:
+    fast, slow = audioseq.load("digits"), audioseq.load("digits", backend="torch")
+    assert fast.runtime == "onnxruntime" and slow.runtime == "torch"
+    clips = [(sweep(0.3 + 0.1 * i, 8000, seed=i), 8000) for i in range(5)]
+    for a, b in zip(fast.predict(clips), slow.predict(clips)):
+        np.testing.assert_allclose(list(a.probabilities.values()), list(b.probabilities.values()), rtol=0, atol=1e-5)
+
+
+def test_the_session_follows_weights_changed_in_place() -> None:
+    clf = tiny_classifier("gru", "mean", backend="onnxruntime")
+    clip = [(sweep(0.4, 8000), 8000)]
+    before = clf.predict(clip)[0].probabilities
+    with torch.no_grad():
+        clf.model.head.bias[1] += 25.0  # label "b" now wins
+    after = clf.predict(clip)[0]
+    assert after.label == "b" and after.confidence > 0.99
+    assert before != after.probabilities
+    reference = tiny_classifier("gru", "mean", backend="torch")
+    reference.model.load_state_dict(clf.model.state_dict())
+    np.testing.assert_allclose(list(after.probabilities.values()),
+                               list(reference.predict(clip)[0].probabilities.values()), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_non_finite_logits_are_an_error_row_not_a_prediction(backend: str) -> None:
+    clf = tiny_classifier("gru", "mean", backend=backend)
+    with torch.no_grad():
+        clf.model.head.weight[0, 0] = float("nan")
+    preds = clf.predict([(sweep(0.4, 8000), 8000)])
+    assert preds[0].label is None and preds[0].error_type == "NonFiniteAudioError"
+
+
+def test_onnxruntime_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    monkeypatch.setattr("audioseq.export.onnxruntime_available", lambda: False)
+    assert tiny_classifier("gru").runtime == "torch"
+    with pytest.raises(ExportError, match=r"audioseq\[onnx\]"):
+        tiny_classifier("gru", backend="onnxruntime").predict([(sweep(0.3, 8000), 8000)])
+
+
+def test_an_unknown_backend_is_a_parameter_error(tiny_model_file: Path) -> None:
+    with pytest.raises(ParameterError, match="onnxruntime"):
+        audioseq.load(tiny_model_file, backend="tensorflow")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError):
+        Classifier(audioseq.load(tiny_model_file).spec, backend="fast")  # type: ignore[arg-type]
+
+
+def test_cli_export_writes_a_graph_onnxruntime_runs(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "digits.onnx"
+    result = run_cli("export", "digits", str(out))
+    assert result.returncode == 0, result.stderr
+    clf = audioseq.load("digits", backend="torch")
+    frames, lengths = clf.frontend([clf.frontend.prepare((sweep(s, 8000, seed=i), 8000)) for i, s in enumerate((0.3, 0.7))])
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"frames": frames.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        expected = clf.model(frames, lengths).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5)
+
+
+def test_cli_backends_write_the_same_rows(tmp_path: Path, good_wavs: list[Path],
+                                          bad_corpus: dict[str, tuple[Path, type]]) -> None:
+    inputs = [str(p) for p in good_wavs] + [str(bad_corpus["random_bytes"][0])]
+    rows = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / f"{backend}.csv"
+        result = run_cli("predict", "digits", *inputs, "--format", "csv", "--output", str(out),
+                         "--backend", backend, "--max-errors", "1")
+        assert result.returncode == 0, result.stderr
+        with out.open(newline="", encoding="utf-8") as f:
+            rows[backend] = [row[:4] for row in csv.reader(f)]
+    assert len(rows["torch"]) == len(inputs) + 1  # header
+    assert [r[:2] + r[3:] for r in rows["torch"]] == [r[:2] + r[3:] for r in rows["onnxruntime"]]
+    assert rows["torch"][-1][3] == "UnreadableAudioError"
+    confidences = [(float(a[2]), float(b[2])) for a, b in zip(rows["torch"][1:], rows["onnxruntime"][1:]) if a[2]]
+    assert len(confidences) == len(good_wavs)
+    np.testing.assert_allclose(*zip(*confidences), rtol=0, atol=1e-5)
