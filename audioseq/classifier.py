@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import numbers
 import os
 from collections import deque
@@ -226,13 +227,13 @@ class Classifier:
                     self.model.eval()
                     network.submit(batch, *self.frontend.frames_of(batch))
                 for done, probs in network.ready():
-                    for item, p in zip(done, probs):
+                    for item, p in zip(done, probs.tolist()):
                         pending[item.index] = self._prediction(item, p)
                 while next_index in pending:
                     yield pending.pop(next_index)
                     next_index += 1
             for done, probs in network.ready(wait=True):
-                for item, p in zip(done, probs):
+                for item, p in zip(done, probs.tolist()):
                     pending[item.index] = self._prediction(item, p)
         while next_index in pending:
             yield pending.pop(next_index)
@@ -260,17 +261,13 @@ class Classifier:
             inputs = [inputs]
         return list(self.predict_iter(inputs, batch_size=batch_size, num_workers=num_workers))
 
-    def _prediction(self, item: Item, probs: torch.Tensor) -> Prediction:
-        if not torch.isfinite(probs).all():
+    def _prediction(self, item: Item, probs: list[float]) -> Prediction:
+        if not all(map(math.isfinite, probs)):
             err = NonFiniteAudioError(item.source, "the network's output is not finite for this clip")
             return Prediction(item.source, error=err.reason, error_type=type(err).__name__)
-        best = int(probs.argmax())
-        return Prediction(
-            item.source,
-            label=self.labels[best],
-            confidence=float(probs[best]),
-            probabilities={label: float(p) for label, p in zip(self.labels, probs)},
-        )
+        labels = self.spec.labels
+        best = max(range(len(probs)), key=probs.__getitem__)  # the first of equals, as argmax
+        return Prediction(item.source, label=labels[best], confidence=probs[best], probabilities=dict(zip(labels, probs)))
 
     def inspect(self, audio: Any) -> "Inspection":
         """Look inside the network for one clip: frames, per-frame probabilities, gates.

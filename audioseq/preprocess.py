@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torchaudio
 from torch import Tensor
@@ -64,30 +65,36 @@ class Preprocess:
         return waveform
 
 
-def frame_levels_db(waveform: Tensor, frame: int, hop: int) -> Tensor:
-    """Level of each (frame, hop) window in dB: (N,) → (T,)."""
-    if waveform.numel() < frame:
-        return (waveform.pow(2).mean().clamp(min=1e-12)).log10().mul(10).view(1)
-    windows = waveform.unfold(0, frame, hop)  # (T, frame)
-    return windows.pow(2).mean(dim=1).clamp(min=1e-12).log10().mul(10)
+def frame_levels_db(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """Level of each (frame, hop) window in dB: (N,) float32 → (T,), T = 1 + (N − frame) // hop
+    (one window over the whole clip when N < frame)."""
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    if samples.size < frame:
+        power = np.array([np.dot(samples, samples) / max(samples.size, 1)])
+    else:
+        step = samples.strides[0]
+        count = 1 + (samples.size - frame) // hop
+        windows = np.lib.stride_tricks.as_strided(samples, (count, frame), (hop * step, step), writeable=False)
+        power = np.einsum("tf,tf->t", windows, windows) / frame
+    return 10 * np.log10(np.maximum(power, 1e-12))
 
 
 def trim_quiet_ends(
     waveform: Tensor, sample_rate: int, trim_db: float, floor_db: float | None, margin_ms: float
 ) -> Tensor:
-    """Keep the span from the first to the last loud frame, plus a margin. (N,) → (N',)."""
+    """Keep the span from the first to the last loud frame, plus a margin. (N,) → (N',), a view."""
     frame = max(1, int(sample_rate * 0.02))
     hop = max(1, frame // 2)
-    levels = frame_levels_db(waveform, frame, hop)
-    if levels.numel() < 3:
+    levels = frame_levels_db(waveform.detach().cpu().numpy(), frame, hop)
+    if levels.size < 3:
         return waveform
-    peak = levels.max()
+    peak = float(levels.max())
     threshold = peak - trim_db
     if floor_db is not None:
-        threshold = torch.maximum(threshold, torch.quantile(levels, 0.1) + floor_db)
+        threshold = max(threshold, float(np.quantile(levels, 0.1)) + floor_db)
     if threshold >= peak:  # a flat signal (silence or steady noise): nothing stands out
         return waveform
-    loud = torch.nonzero(levels >= threshold).squeeze(1)
+    loud = np.flatnonzero(levels >= threshold)
     margin = int(sample_rate * margin_ms / 1000)
     start = max(0, int(loud[0]) * hop - margin)
     end = min(waveform.numel(), int(loud[-1]) * hop + frame + margin)
@@ -96,10 +103,11 @@ def trim_quiet_ends(
 
 def normalise_level(waveform: Tensor, mode: str, target_db: float) -> Tensor:
     """Scale to ``target_db`` dBFS by peak or RMS; silence is returned unchanged."""
+    samples = waveform.detach().cpu().numpy()
     if mode == "peak":
-        level = waveform.abs().max()
+        level = float(np.abs(samples).max()) if samples.size else 0.0
     elif mode == "rms":
-        level = waveform.pow(2).mean().sqrt()
+        level = float(np.sqrt(np.dot(samples, samples) / samples.size)) if samples.size else 0.0
     else:
         raise ValueError(f"normalize must be peak, rms or none, not {mode!r}")
     if level <= 1e-8:
