@@ -55,9 +55,10 @@ class _NetworkRunner:
     """Runs the network on batches, overlapped with decoding where that pays.
 
     ONNX Runtime releases the interpreter lock while it computes, so with that backend batches
-    run in a background thread while the caller decodes the next ones. At most ``max_inflight``
-    batches wait (the caller's batching buffer holds as many), so memory stays bounded. With
-    torch, batches run in the caller's thread.
+    after the first run in a background thread while the caller decodes the next ones (a
+    single batch runs in the caller's thread: starting a thread would cost more than it
+    saves). At most ``max_inflight`` batches wait (the caller's batching buffer holds as many),
+    so memory stays bounded. With torch, every batch runs in the caller's thread.
     """
 
     max_inflight = 8
@@ -66,11 +67,10 @@ class _NetworkRunner:
         self.classifier = classifier
         self.background = classifier.runtime == "onnxruntime"
         self.pool: ThreadPoolExecutor | None = None
+        self.submitted = 0
         self.inflight: deque[tuple[list[Item], Future[torch.Tensor] | torch.Tensor]] = deque()
 
     def __enter__(self) -> "_NetworkRunner":
-        if self.background:
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="audioseq-network")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -78,7 +78,10 @@ class _NetworkRunner:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, batch: list[Item], frames: torch.Tensor, lengths: torch.Tensor) -> None:
-        if self.pool is not None:
+        self.submitted += 1
+        if self.background and self.submitted > 1:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(1, thread_name_prefix="audioseq-network")
             self.inflight.append((batch, self.pool.submit(self.classifier.probabilities, frames, lengths)))
         else:
             self.inflight.append((batch, self.classifier.probabilities(frames, lengths).cpu()))
