@@ -7,6 +7,7 @@ import itertools
 import math
 import numbers
 import os
+import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -189,8 +190,14 @@ class Classifier:
         key = tuple((id(t), t._version) for t in tensors)
         if key != self._onnx_key:
             self._onnx = None
-            if self.backend == "onnxruntime" or (onnxruntime_available() and exportable(self.model) is None):
+            if self.backend == "onnxruntime":
                 self._onnx = OnnxNetwork(self.model)  # ExportError names what is missing
+            elif onnxruntime_available() and exportable(self.model) is None:
+                try:
+                    self._onnx = OnnxNetwork(self.model)
+                except Exception as exc:  # auto: whatever ONNX Runtime refuses, torch still runs
+                    warnings.warn(f"audioseq: running the network on torch; onnxruntime failed: "
+                                  f"{type(exc).__name__}: {exc}", stacklevel=3)
             self._onnx_key = key
         return self._onnx
 

@@ -146,6 +146,21 @@ def test_onnxruntime_missing(monkeypatch: pytest.MonkeyPatch) -> None:
         tiny_classifier("gru", backend="onnxruntime").predict([(sweep(0.3, 8000), 8000)])
 
 
+def test_auto_falls_back_to_torch_when_onnxruntime_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH")
+
+    monkeypatch.setattr("audioseq.export.OnnxNetwork", refuse)
+    clip = [(sweep(0.4, 8000), 8000)]
+    with pytest.warns(UserWarning, match="running the network on torch; onnxruntime failed: RuntimeError"):
+        auto = tiny_classifier("gru")
+        assert auto.runtime == "torch"
+    expected = tiny_classifier("gru", backend="torch").predict(clip)[0].probabilities
+    assert auto.predict(clip)[0].probabilities == expected
+    with pytest.raises(RuntimeError, match="INVALID_GRAPH"):  # asked for by name: no silent fallback
+        tiny_classifier("gru", backend="onnxruntime").predict(clip)
+
+
 def test_an_unknown_backend_is_a_parameter_error(tiny_model_file: Path) -> None:
     with pytest.raises(ParameterError, match="onnxruntime"):
         audioseq.load(tiny_model_file, backend="tensorflow")  # type: ignore[arg-type]
