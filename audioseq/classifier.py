@@ -117,9 +117,9 @@ class Classifier:
         labels: class names. sample_rate: rate clips are resampled to (Hz).
         spec: the full model description. path: the file it came from, if any.
         backend: what runs the network for predictions: ``torch``, ``onnxruntime`` (on CPU,
-            for the built-in cells; 2-13x faster on small batches) or ``auto`` (onnxruntime
-            when it is installed, the model is on CPU and its cells can be exported, else torch).
-            :attr:`runtime` says which one is in use.
+            for cells with an ONNX form, the built-ins among them; overlapped with decoding,
+            see BENCHMARKS.md) or ``auto`` (onnxruntime when it is installed, the model is on
+            CPU and its cells can be exported, else torch). :attr:`runtime` says which runs.
     """
 
     def __init__(
