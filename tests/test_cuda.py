@@ -12,6 +12,7 @@ import torch
 
 import audioseq
 from audioseq.classifier import Classifier
+from audioseq.export import ExportError
 from audioseq.model import NetworkConfig
 from audioseq.plugins import build
 from audioseq.recurrent import RecurrentEncoder
@@ -86,6 +87,9 @@ def test_predictions_on_cuda_equal_cpu_and_do_not_depend_on_the_batch(name: str)
 
 def test_the_bundled_model_on_cuda_equals_cpu() -> None:
     cpu, gpu = audioseq.load("digits"), audioseq.load("digits", device="cuda")
+    assert gpu.runtime == "torch"  # auto: ONNX Runtime only on CPU
+    with pytest.raises(ExportError, match="runs on CPU"):
+        audioseq.load("digits", device="cuda", backend="onnxruntime").predict(_clips(1))
     clips = _clips(8, seed=1)
     for a, b in zip(cpu.predict(clips), gpu.predict(clips)):
         assert a.label == b.label
