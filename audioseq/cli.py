@@ -278,13 +278,16 @@ def export(model: str, out: str) -> None:
     """Write MODEL's network as an ONNX file OUT: (frames, lengths) → logits.
 
     The graph takes frames already computed (``Classifier.frontend``), float32 (batch, time,
-    features), and lengths (batch,) int64. Needs ``pip install "audioseq[onnx]"``.
+    features), and lengths (batch,) int64. Its metadata holds ``labels`` (a JSON list) and
+    ``audioseq`` (the model's whole description: sample rate, preprocessing, features).
+    Needs ``pip install "audioseq[onnx]"``.
     """
     from .classifier import load
     from .export import to_onnx
 
     clf = load(model, backend="torch")
-    proto = to_onnx(clf.model)
+    document = clf.spec.to_document()
+    proto = to_onnx(clf.model, {"labels": json.dumps(clf.labels), "audioseq": json.dumps(document)})
     Path(out).write_bytes(proto.SerializeToString())
     net = clf.spec.network
     click.echo(f"wrote {out}: frames (batch, time, {net.input_size}) + lengths → logits over {len(clf.labels)} labels")

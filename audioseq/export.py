@@ -117,8 +117,11 @@ def _recurrent_layer(g: _Graph, x: str, seq_lens: str, cells: list[Any]) -> str:
     return g.op("Reshape", y, g.const([0, 0, -1], "shape", np.int64))
 
 
-def to_onnx(model: "SequenceClassifier") -> "onnx.ModelProto":
+def to_onnx(model: "SequenceClassifier", metadata: dict[str, str] | None = None) -> "onnx.ModelProto":
     """The network in evaluation mode as an ONNX model: (frames, lengths) → logits.
+
+    ``metadata`` goes into the model's ``metadata_props`` (ONNX Runtime's
+    ``custom_metadata_map``), e.g. the labels and how frames are computed.
 
     Raises:
         ExportError: a cell has no ONNX form, or ``onnx`` is not installed.
@@ -200,6 +203,7 @@ def to_onnx(model: "SequenceClassifier") -> "onnx.ModelProto":
         g.initializers,
     )
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="audioseq")
+    onnx.helper.set_model_props(proto, metadata or {})
     onnx.checker.check_model(proto)
     return proto
 

@@ -8,6 +8,7 @@ give the same predictions, errors included, through the API and the CLI.
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,9 @@ def test_cli_export_writes_a_graph_onnxruntime_runs(tmp_path: Path) -> None:
     clf = audioseq.load("digits", backend="torch")
     frames, lengths = clf.frontend([clf.frontend.prepare((sweep(s, 8000, seed=i), 8000)) for i, s in enumerate((0.3, 0.7))])
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["labels"]) == clf.labels
+    assert json.loads(meta["audioseq"]) == json.loads(json.dumps(clf.spec.to_document()))
     (logits,) = session.run(["logits"], {"frames": frames.numpy(), "lengths": lengths.numpy()})
     with torch.no_grad():
         expected = clf.model(frames, lengths).numpy()
