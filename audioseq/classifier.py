@@ -19,7 +19,7 @@ from .audio import source_name
 from .errors import ModelFileError, NonFiniteAudioError, ParameterError, UnknownComponentError
 from .model import SequenceClassifier
 from .modelfile import read_tensors, write_tensors
-from .pipeline import Frontend, Item, iter_batches, iter_items
+from .pipeline import Frontend, Item, default_workers, iter_batches, iter_items
 from .plugins import build
 from .spec import ModelSpec
 
@@ -55,18 +55,19 @@ class Prediction:
 class _NetworkRunner:
     """Runs the network on batches, overlapped with decoding where that pays.
 
-    ONNX Runtime releases the interpreter lock while it computes, so with that backend batches
-    after the first run in a background thread while the caller decodes the next ones (a
-    single batch runs in the caller's thread: starting a thread would cost more than it
-    saves). At most ``max_inflight`` batches wait (the caller's batching buffer holds as many),
-    so memory stays bounded. With torch, every batch runs in the caller's thread.
+    ONNX Runtime releases the interpreter lock while it computes, so with that backend (and
+    ``background``) batches after the first run in a background thread while the caller
+    decodes the next ones (a single batch runs in the caller's thread: starting a thread
+    would cost more than it saves). At most ``max_inflight`` batches wait (the caller's
+    batching buffer holds as many), so memory stays bounded. With torch, every batch runs in
+    the caller's thread.
     """
 
     max_inflight = 8
 
-    def __init__(self, classifier: "Classifier") -> None:
+    def __init__(self, classifier: "Classifier", background: bool = True) -> None:
         self.classifier = classifier
-        self.background = classifier.runtime == "onnxruntime"
+        self.background = background and classifier.runtime == "onnxruntime"
         self.pool: ThreadPoolExecutor | None = None
         self.submitted = 0
         self.inflight: deque[tuple[list[Item], Future[torch.Tensor] | torch.Tensor]] = deque()
@@ -222,12 +223,17 @@ class Classifier:
         if batch_size < 1:
             raise ParameterError(f"batch_size must be ≥ 1, got {batch_size}")
         if isinstance(inputs, Sequence) and not isinstance(inputs, (str, tuple)):
-            items = iter_items(inputs, self.frontend, num_workers=num_workers, names=names)
+            workers = default_workers(len(inputs)) if num_workers is None else num_workers
+            items = iter_items(inputs, self.frontend, num_workers=workers, names=names)
         else:  # a stream: decode it window by window instead of reading it all first
-            items = self._stream_items(iter(inputs), batch_size * 8, num_workers)
+            window = batch_size * 8
+            workers = default_workers(window) if num_workers is None else num_workers
+            items = self._stream_items(iter(inputs), window, num_workers)
         pending: dict[int, Prediction] = {}
         next_index = 0
-        with _NetworkRunner(self) as network:
+        # Overlap the network with decoding only when decoding runs here: worker processes
+        # already decode in parallel, and must not be forked while a network thread runs.
+        with _NetworkRunner(self, background=workers == 0) as network:
             for batch, errors in iter_batches(items, batch_size):
                 for item in errors:
                     pending[item.index] = Prediction(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,20 @@ def test_the_session_follows_weights_changed_in_place() -> None:
     reference.model.load_state_dict(clf.model.state_dict())
     np.testing.assert_allclose(list(after.probabilities.values()),
                                list(reference.predict(clip)[0].probabilities.values()), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("workers, overlapped", [(0, True), (1, False)])
+def test_the_network_overlaps_decoding_only_when_decoding_runs_in_process(workers: int, overlapped: bool) -> None:
+    """A network thread while worker processes are forked could leave them holding its locks."""
+    clf = tiny_classifier("gru", backend="onnxruntime")
+    clips = [(sweep(0.2 + 0.01 * i, 8000, seed=i), 8000) for i in range(40)]
+    seen = set()
+    for _ in clf.predict_iter(clips, batch_size=4, num_workers=workers):
+        seen |= {t.name.split("_")[0] for t in threading.enumerate()}
+    assert ("audioseq-network" in seen) == overlapped
+    reference = tiny_classifier("gru", backend="torch").predict(clips, batch_size=4, num_workers=0)
+    for a, b in zip(clf.predict(clips, batch_size=4, num_workers=workers), reference):
+        assert a.label == b.label and a.source == b.source
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
