@@ -32,6 +32,12 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+BACKEND_OPTION = click.option(
+    "--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+    help="What runs the network: onnxruntime (CPU, with the onnx extra) or torch.",
+)
+
+
 def _opts(pairs: Iterable[str]) -> dict[str, str]:
     from .params import parse_options
 
@@ -122,8 +128,7 @@ def train(**o: Any) -> None:
 @click.option("--dataset-opt", multiple=True, metavar="K=V")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
-              help="What runs the network: onnxruntime (CPU, if installed) or torch.")
+@BACKEND_OPTION
 @_friendly
 def evaluate(model: str, dataset_name: str, data_path: str | None, split: str | None,
              dataset_opt: tuple[str, ...], batch_size: int, as_json: bool, backend: str) -> None:
@@ -169,8 +174,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--workers", type=int, default=None, help="Decoding processes (default: by input count).")
 @click.option("--max-errors", default=0, show_default=True, help="Exit 1 when more inputs than this failed.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
-              help="What runs the network: onnxruntime (CPU, if installed) or torch.")
+@BACKEND_OPTION
 @_friendly
 def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, batch_size: int,
             workers: int | None, max_errors: int, backend: str) -> None:
@@ -284,11 +288,12 @@ def export(model: str, out: str) -> None:
     """
     from .classifier import load
     from .export import to_onnx
+    from .modelfile import write_atomic
 
     clf = load(model, backend="torch")
     document = clf.spec.to_document()
     proto = to_onnx(clf.model, {"labels": json.dumps(clf.labels), "audioseq": json.dumps(document)})
-    Path(out).write_bytes(proto.SerializeToString())
+    write_atomic(out, proto.SerializeToString())
     net = clf.spec.network
     click.echo(f"wrote {out}: frames (batch, time, {net.input_size}) + lengths → logits over {len(clf.labels)} labels")
 

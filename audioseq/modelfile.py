@@ -65,8 +65,13 @@ def write_tensors(
     I/O errors are re-raised unchanged after the temporary file is removed.
     """
     where = os.fspath(path)
-    payload = _serialise(where, tensors, document)
-    target = Path(where)
+    write_atomic(where, _serialise(where, tensors, document))
+
+
+def write_atomic(path: StrPath, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temporary file in the same folder and a rename,
+    so a reader sees either the old file or the complete new one."""
+    target = Path(os.fspath(path))
     handle = tempfile.NamedTemporaryFile(
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
     )
