@@ -259,11 +259,12 @@ def info(model: str, as_json: bool) -> None:
     doc = clf.spec.to_document()
     doc["path"] = clf.path
     doc["parameters"] = clf.num_parameters()
+    doc["runtime"] = clf.runtime  # what predictions run on here: onnxruntime or torch
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     net = clf.spec.network
-    click.echo(f"{clf.path}\n  {clf!r}\n  {doc['parameters']:,} parameters")
+    click.echo(f"{clf.path}\n  {clf!r}\n  {doc['parameters']:,} parameters, predictions run on {doc['runtime']}")
     click.echo(f"  labels: {', '.join(clf.labels)}")
     click.echo(f"  feature: {clf.spec.feature} {json.dumps(clf.spec.feature_params)}")
     click.echo(f"  cell: {net.cell} {json.dumps(net.cell_params)}, dropout {net.dropout}")

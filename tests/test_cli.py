@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 import audioseq
 from audioseq.cli import cli as click_group
+from audioseq.export import onnxruntime_available
 from audioseq.modelfile import METADATA_KEY, read_tensors, write_tensors
 from conftest import TINY_TRAIN_ARGS, cli_json, run_cli, sweep, write_wav
 from corpus import BAD_CASES
@@ -326,6 +327,7 @@ def test_info_json_describes_the_model(trained_cli: tuple[Any, Path]) -> None:
     assert info["feature"]["name"] == "mfcc"
     assert info["parameters"] == clf.num_parameters() > 0
     assert info["metrics"]["test"]["accuracy"] == clf.metrics["test"]["accuracy"]
+    assert info["runtime"] == clf.runtime == ("onnxruntime" if onnxruntime_available() else "torch")
 
 
 def test_info_of_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
