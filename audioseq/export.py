@@ -88,10 +88,11 @@ class _Graph:
         self.initializers.append(self.onnx.numpy_helper.from_array(array.astype(dtype), name))
         return name
 
-    def op(self, op_type: str, *inputs: str, hint: str | None = None, outputs: int = 1, **attrs: Any) -> Any:
-        names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), names, **attrs))
-        return names[0] if outputs == 1 else names
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs: Any) -> str:
+        """Append a node; returns the name of its (single) output."""
+        name = self.name(hint or op_type.lower())
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), [name], **attrs))
+        return name
 
 
 def _recurrent_layer(g: _Graph, x: str, seq_lens: str, cells: list[Any]) -> str:
@@ -112,7 +113,7 @@ def _recurrent_layer(g: _Graph, x: str, seq_lens: str, cells: list[Any]) -> str:
         attrs["activations"] = [a for p in parts for a in p.activations]
     if first.op == "GRU":
         attrs["linear_before_reset"] = int(first.linear_before_reset)
-    y = g.op(first.op, x, W, R, B, seq_lens, hint=first.op.lower(), outputs=1, **attrs)  # (T, D, B, H)
+    y = g.op(first.op, x, W, R, B, seq_lens, hint=first.op.lower(), **attrs)  # (T, D, B, H)
     y = g.op("Transpose", y, perm=[0, 2, 1, 3])
     return g.op("Reshape", y, g.const([0, 0, -1], "shape", np.int64))
 

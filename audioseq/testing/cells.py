@@ -339,7 +339,7 @@ class _CellChecks:
                       "what forward computes")
 
     def onnx_export(self) -> None:
-        from ..export import ExportError, OnnxNetwork, onnxruntime_available
+        from ..export import OnnxNetwork, onnxruntime_available
         from ..model import NetworkConfig, SequenceClassifier
 
         if not onnxruntime_available():
@@ -351,7 +351,7 @@ class _CellChecks:
                 model = SequenceClassifier(config).eval()
                 try:
                     network = OnnxNetwork(model, threads=1)
-                except (ExportError, ValueError, TypeError, RuntimeError) as exc:
+                except Exception as exc:  # the exporter's, onnx's checker's or ONNX Runtime's refusal
                     self.fail("ONNX export", f"the network could not be exported: {type(exc).__name__}: {exc}",
                               "return an OnnxRecurrence whose weights have ONNX's shapes and gate order")
                 x = self.randn(self.B, self.T, self.I)
