@@ -7,7 +7,8 @@ one forward pass per clip. Prints a markdown table of clips/s and the ratios.
 Every time is the best of three runs. Prediction is timed with each backend that can run the
 network (torch, and onnxruntime when installed); the naive pipeline always runs torch. Also
 prints the network's own throughput on the batches prediction makes (frames already computed):
-no decoding or feature speed-up can take batch prediction past it.
+no decoding or feature speed-up can take batch prediction past it; and the time to classify
+one clip at a time (``clf.predict(path)`` per file).
 
 Usage: python benchmarks/bench_predict.py [--clips N]
 """
@@ -110,6 +111,13 @@ def main() -> None:
         for frames, lengths in inputs:
             c.probabilities(frames, lengths)
 
+    singles = files[:200]
+
+    def one_at_a_time(c: audioseq.Classifier) -> None:
+        for f in singles:
+            c.predict(f)
+
+    t_single = {b: timed(one_at_a_time, c)[0] for b, c in classifiers.items()}
     t_feat, _ = timed(batched)
     t_feat_naive, _ = timed(per_clip_librosa)
     t_net = {b: timed(network_only, c)[0] for b, c in classifiers.items()}
@@ -120,6 +128,8 @@ def main() -> None:
     print(f"| {clf.spec.feature} features only, batched torchaudio vs per-clip librosa (clips/s) | {n / t_feat:,.0f} | {n / t_feat_naive:,.0f} | {t_feat_naive / t_feat:.1f}x |")
     for b in backends:
         print(f"| the network alone on the same batches, frames ready, {b} (clips/s) | {n / t_net[b]:,.0f} | | {t_naive / t_net[b]:.1f}x |")
+    for b in backends:
+        print(f"| one clip at a time, {b} (ms a clip, {len(singles)} files) | {t_single[b] / len(singles) * 1e3:.2f} | | |")
     print(f"\nlabels agreeing with the naive pipeline: "
           + ", ".join(f"{b} {agree[b]:.4f}" for b in backends) + f"; torch threads {torch.get_num_threads()}")
 
