@@ -76,6 +76,10 @@ def cli() -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint next to --out.")
+@click.option("--init", "init", default=None, metavar="MODEL",
+              help="Fine-tune this model (a file or bundled name) instead of starting from random weights: "
+                   "its labels, features, network and preprocessing are kept and those options ignored. "
+                   "A lower --lr (e.g. 1e-3) suits.")
 @click.option("--cell-opt", multiple=True, metavar="K=V", help="Cell parameter (repeatable).")
 @click.option("--feature-opt", multiple=True, metavar="K=V", help="Feature parameter (repeatable).")
 @click.option("--dataset-opt", multiple=True, metavar="K=V", help="Dataset parameter (repeatable).")
@@ -107,7 +111,7 @@ def train(**o: Any) -> None:
         augment=augment if o["augment"] else None, epochs=o["epochs"], patience=o["patience"],
         batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"], device=o["device"],
     )
-    result = run_training(dataset, config, out=o["out"], resume=o["resume"])
+    result = run_training(dataset, config, out=o["out"], resume=o["resume"], init=o["init"])
     metrics_path = Path(o["out"]).with_suffix(".metrics.json")
     metrics_path.write_text(json.dumps({"history": result.history, **result.metrics}, indent=2))
     valid = result.metrics.get("valid", {})

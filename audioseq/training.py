@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .audio import AudioLimits, audio_info
 from .augment import Augment
-from .classifier import Classifier
+from .classifier import Classifier, load
 from .dataset import Dataset, Example, stratified_split
 from .errors import AudioError
 from .metrics import summarize
@@ -72,6 +72,20 @@ class TrainConfig:
         data["preprocess"] = self.preprocess.to_dict()
         data["augment"] = self.augment.to_dict() if self.augment else None
         return data
+
+
+def config_from_model(model: Classifier, config: TrainConfig) -> TrainConfig:
+    """``config`` with everything the weights depend on taken from ``model``: features,
+    network, preprocessing, sample rate and clip length limit. The rest (epochs, learning
+    rate, augmentation, seed, ...) stays as given."""
+    spec, net = model.spec, model.spec.network
+    return dataclasses.replace(
+        config, feature=spec.feature, feature_params=dict(spec.feature_params), cell=net.cell,
+        cell_params=dict(net.cell_params), hidden_size=net.hidden_size, num_layers=net.num_layers,
+        bidirectional=net.bidirectional, pooling=net.pooling, dropout=net.dropout,
+        utterance_norm=net.utterance_norm, sample_rate=spec.sample_rate, preprocess=spec.preprocess,
+        max_seconds=spec.max_seconds,
+    )
 
 
 @dataclasses.dataclass
@@ -143,9 +157,18 @@ class _RawFrontend(Frontend):
         return read_audio(source, self.sample_rate, self.limits, name=name)
 
 
-def _fingerprint(config: TrainConfig, labels: list[str], train: Sequence[Example], valid: Sequence[Example]) -> str:
+def _fingerprint(
+    config: TrainConfig,
+    labels: list[str],
+    train: Sequence[Example],
+    valid: Sequence[Example],
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> str:
     h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
     h.update(json.dumps(labels).encode())
+    for key, tensor in sorted((init_state or {}).items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     for ex in list(train) + ["|"] + list(valid):  # type: ignore[operator]
         h.update(str(ex.source if isinstance(ex, Example) else ex).encode())
     return h.hexdigest()[:16]
@@ -154,7 +177,15 @@ def _fingerprint(config: TrainConfig, labels: list[str], train: Sequence[Example
 class Trainer:
     """Trains one model; knows the network only through its forward and state_dict."""
 
-    def __init__(self, config: TrainConfig, labels: list[str], train: Sequence[Example], valid: Sequence[Example]) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        labels: list[str],
+        train: Sequence[Example],
+        valid: Sequence[Example],
+        init_state: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """``init_state``: weights (and normalisation) to start from instead of random ones."""
         self.config = config
         self.labels = labels
         self.train_examples = list(train)
@@ -178,8 +209,10 @@ class Trainer:
             utterance_norm=config.utterance_norm,
         )
         self.model = SequenceClassifier(self.network).to(self.device)
+        if init_state is not None:
+            self.model.load_state_dict(init_state)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.fingerprint = _fingerprint(config, labels, self.train_examples, self.valid_examples)
+        self.fingerprint = _fingerprint(config, labels, self.train_examples, self.valid_examples, init_state)
         self.history: list[dict[str, Any]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_key: tuple[float, float] | None = None
@@ -376,8 +409,15 @@ def train(
     resume: bool = False,
     callback: Callback | None = None,
     labels: Sequence[str] | None = None,
+    init: Classifier | str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a classifier on a dataset (or a list of examples) and optionally save it.
+
+    With ``init`` (a classifier, a model file or a bundled model's name), training starts from
+    that model's weights instead of random ones — fine-tuning it, e.g. to a new voice or
+    microphone from a few recordings. Its labels, features, network, preprocessing and
+    normalisation are kept (the matching ``config`` fields are ignored, see
+    :func:`config_from_model`); the data may hold any of its labels, and no other.
 
     Uses the dataset's ``train``/``valid`` splits when it has them, else a stratified
     validation split, grouped by ``Example.group`` (whole speakers held out) unless the test
@@ -387,6 +427,19 @@ def train(
     """
     config = config or TrainConfig()
     examples = list(data.examples()) if hasattr(data, "examples") else list(data)
+    base: Classifier | None = None
+    if init is not None:
+        base = init if isinstance(init, Classifier) else load(init)
+        config = config_from_model(base, config)
+        unknown = sorted({ex.label for ex in examples} - set(base.labels))
+        if unknown:
+            raise ValueError(
+                f"the data has labels the model to start from does not know: {', '.join(unknown)}; "
+                f"it knows {', '.join(base.labels)}"
+            )
+        if labels is not None and list(labels) != base.labels:
+            raise ValueError(f"labels {list(labels)} differ from those of the model to start from, {base.labels}")
+        labels = base.labels
     labels = list(labels or getattr(data, "labels", None) or sorted({ex.label for ex in examples}))
     if len(labels) < 2:
         raise ValueError(f"training needs at least 2 labels, got {labels}")
@@ -403,12 +456,13 @@ def train(
         train_ex, valid_ex = stratified_split(pool, config.valid_fraction, config.seed, by_group)
     elif not valid_ex:
         train_ex, valid_ex = stratified_split(train_ex, config.valid_fraction, config.seed, by_group)
-    trainer = Trainer(config, labels, train_ex, valid_ex)
+    init_state = {k: v.detach().clone() for k, v in base.model.state_dict().items()} if base else None
+    trainer = Trainer(config, labels, train_ex, valid_ex, init_state)
     trainer.prepare_data()
     ckpt = checkpoint_path(out) if out is not None else None
     if resume and ckpt is not None and ckpt.exists():
         trainer.load_checkpoint(ckpt)
-    else:
+    elif base is None:  # a model to start from keeps the statistics its weights were trained with
         trainer.fit_normalisation()
     history = trainer.fit(ckpt, callback)
     valid_metrics = trainer.evaluate_waves(trainer.valid_waves, trainer.valid_targets) if trainer.valid_waves else {}
@@ -419,6 +473,8 @@ def train(
         "valid": valid_metrics,
         "recipe": config.to_dict(),
     }
+    if base is not None:
+        metrics["init"] = base.path or "<in memory>"  # the model training started from
     spec = ModelSpec(
         labels=labels,
         sample_rate=trainer.sample_rate,

@@ -194,3 +194,62 @@ def test_a_killed_training_process_resumes_to_exactly_the_uninterrupted_weights(
     assert history[0]["train_loss"] == 12345.0  # from the checkpoint: epochs 1..killed_at were not rerun
     assert history[1:] == whole_history[1:]
     assert not ckpt.exists()
+
+
+# --- fine-tuning a trained model ------------------------------------------------------------------
+
+
+def test_fine_tuning_starts_from_the_model_and_keeps_its_design(trained: Any) -> None:
+    base = trained.classifier
+    data = audioseq.load_dataset("synthetic", None, {"per_class": 4, "seed": 5})
+    # Settings that would build another network are ignored: the weights decide them.
+    ignored = dict(cell="rnn", hidden_size=99, num_layers=3, feature="logmel", sample_rate=16000, epochs=1)
+    still = audioseq.train(data, TrainConfig(**ignored, lr=0.0), init=base).classifier  # lr 0: nothing moves
+    moved = audioseq.train(data, TrainConfig(**ignored, lr=3e-3), init=base).classifier
+    for clf in (still, moved):
+        assert clf.labels == base.labels and clf.sample_rate == base.sample_rate
+        assert clf.spec.network == base.spec.network
+        assert (clf.spec.feature, clf.spec.feature_params) == (base.spec.feature, base.spec.feature_params)
+        assert clf.spec.preprocess == base.spec.preprocess
+        assert clf.metrics["init"] == base.path
+        for stat in ("norm.mean", "norm.std"):  # the statistics the weights were trained with
+            assert torch.equal(clf.model.state_dict()[stat], base.model.state_dict()[stat])
+    _assert_same_tensors(still.model.state_dict(), base.model.state_dict())
+    assert any(not torch.equal(moved.model.state_dict()[k], v) for k, v in base.model.state_dict().items())
+
+
+def test_fine_tuning_learns_from_the_new_data(trained: Any) -> None:
+    """The two chirps swapped in the new data: the fine-tuned model follows the new labels on
+    clips neither run has seen (all right with seeds 0 and two others, against none before)."""
+    base = trained.classifier
+    a, b = base.labels[:2]
+    swap = {a: b, b: a}
+    data = audioseq.load_dataset("synthetic", None, {"per_class": 12, "seed": 9})
+    examples = [Example(ex.audio, swap.get(ex.label, ex.label), ex.split, ex.group) for ex in data.examples()]
+    tuned = audioseq.train(examples, TrainConfig(epochs=20, lr=1e-2, seed=0), init=base)
+    fresh = audioseq.load_dataset("synthetic", None, {"per_class": 12, "seed": 11}).examples()
+    test = [Example(ex.audio, swap[ex.label], None, None) for ex in fresh if ex.label in swap]
+    before = [p.label for p in base.predict([ex.audio for ex in test])]
+    after = [p.label for p in tuned.classifier.predict([ex.audio for ex in test])]
+    truth = [ex.label for ex in test]
+    assert np.mean([p == t for p, t in zip(after, truth)]) >= 0.8
+    assert np.mean([p == t for p, t in zip(before, truth)]) <= 0.2
+
+
+def test_fine_tuning_refuses_labels_the_model_does_not_know(trained: Any) -> None:
+    ex = Example((sweep(0.4, 8000), 8000), "whistle", "train", None)
+    with pytest.raises(ValueError, match="does not know: whistle"):
+        audioseq.train([ex, ex], TrainConfig(epochs=1), init=trained.classifier)
+    with pytest.raises(ValueError, match="differ from those of the model"):
+        audioseq.train(audioseq.load_dataset("synthetic", None, {"per_class": 4}), TrainConfig(epochs=1),
+                       init=trained.classifier, labels=["x", "y"])
+
+
+def test_cli_fine_tunes_a_model_file(trained_model_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tuned.safetensors"
+    proc = run_cli("train", "--dataset", "synthetic", "--dataset-opt", "per_class=4", "--dataset-opt", "seed=2",
+                   "--init", trained_model_file, "--cell", "gru", "--epochs", "1", "--lr", "1e-3", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    tuned, base = audioseq.load(out), audioseq.load(trained_model_file)
+    assert tuned.spec.network == base.spec.network and tuned.labels == base.labels
+    assert json.loads(out.with_suffix(".metrics.json").read_text())["init"] == str(trained_model_file)
