@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -253,3 +254,20 @@ def test_cli_fine_tunes_a_model_file(trained_model_file: Path, tmp_path: Path) -
     tuned, base = audioseq.load(out), audioseq.load(trained_model_file)
     assert tuned.spec.network == base.spec.network and tuned.labels == base.labels
     assert json.loads(out.with_suffix(".metrics.json").read_text())["init"] == str(trained_model_file)
+
+
+def test_an_interrupted_fine_tuning_resumes_to_the_same_weights(trained: Any, tmp_path: Path) -> None:
+    data = audioseq.load_dataset("synthetic", None, {"per_class": 4, "seed": 5})
+    config = TrainConfig(epochs=3, lr=1e-3, seed=2)
+    whole = audioseq.train(data, config, out=tmp_path / "whole.safetensors", init=trained.classifier)
+    out = tmp_path / "resumed.safetensors"
+    with pytest.raises(_Stop):
+        audioseq.train(data, config, out=out, callback=_stop_after(1), init=trained.classifier)
+    other = copy.deepcopy(trained.classifier)  # the same design, other starting weights
+    with torch.no_grad():
+        other.model.head.bias.add_(0.5)
+    with pytest.raises(ValueError, match="other data or settings"):
+        audioseq.train(data, config, out=out, resume=True, init=other)
+    resumed = audioseq.train(data, config, out=out, resume=True, init=trained.classifier)
+    assert resumed.history == whole.history
+    _assert_same_tensors(read_tensors(out)[0], read_tensors(tmp_path / "whole.safetensors")[0])
