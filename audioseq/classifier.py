@@ -168,6 +168,10 @@ class Classifier:
             f"feature={self.spec.feature}, {len(self.labels)} labels, {self.sample_rate} Hz)"
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For copying and pickling: the ONNX Runtime session is left out and rebuilt on use."""
+        return {**self.__dict__, "_onnx": None, "_onnx_key": None}
+
     @property
     def runtime(self) -> str:
         """What runs the network now: ``onnxruntime`` or ``torch`` (see :attr:`backend`)."""

@@ -7,7 +7,9 @@ give the same predictions, errors included, through the API and the CLI.
 
 from __future__ import annotations
 
+import copy
 import csv
+import pickle
 import json
 import sys
 import threading
@@ -160,6 +162,16 @@ def test_onnxruntime_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tiny_classifier("gru").runtime == "torch"
     with pytest.raises(ExportError, match=r"audioseq\[onnx\]"):
         tiny_classifier("gru", backend="onnxruntime").predict([(sweep(0.3, 8000), 8000)])
+
+
+def test_a_classifier_with_a_session_copies_and_pickles() -> None:
+    clf = tiny_classifier("gru", backend="onnxruntime")
+    clip = [(sweep(0.4, 8000), 8000)]
+    expected = clf.predict(clip)[0].probabilities  # the session exists now
+    for other in (copy.deepcopy(clf), pickle.loads(pickle.dumps(clf))):
+        assert other.runtime == "onnxruntime"
+        assert other.predict(clip)[0].probabilities == expected
+    assert clf.predict(clip)[0].probabilities == expected
 
 
 def test_auto_falls_back_to_torch_when_onnxruntime_fails(monkeypatch: pytest.MonkeyPatch) -> None:
