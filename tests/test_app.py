@@ -16,6 +16,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 pytest.importorskip("streamlit", reason="the app needs the 'app' extra: pip install 'audioseq[app]'")
 from click.testing import CliRunner  # noqa: E402
@@ -331,6 +332,31 @@ def test_teach_trains_on_tones_and_the_downloaded_model_loads(
     assert metric(app, "Prediction") == "low"
     on_page(app, "classify")
     assert app.sidebar.selectbox(key="keep.model").options[-1] == "taught on the Teach page"
+
+
+def test_teach_fine_tunes_the_chosen_model_on_some_of_its_labels(
+    teach_app: AppTest, downloads: dict[str, bytes], tmp_path: Path
+) -> None:
+    app = teach_app
+    digits = audioseq.load("digits")
+    assert app.sidebar.selectbox(key="keep.model").value == "digits (bundled)"
+    app.radio(key="keep.teach.start").set_value("the chosen model, fine-tuned on these examples").run()
+    assert not app.exception
+    assert not [w for w in app.selectbox if w.key == "keep.teach.cell"]  # the chosen model decides the network
+    _collect(app, {"three": [tone(300, seed=s) for s in range(4)], "8": [tone(2000, seed=s) for s in range(4)]})
+    assert app.button(key="teach.train").disabled
+    assert any("three is not one" in i.value for i in app.info)
+    app.text_input(key="keep.teach.name.0").set_value("3").run()
+    app.number_input(key="keep.teach.tune_epochs").set_value(5).run()
+    app.button(key="teach.train").click().run(timeout=120)
+    assert not app.exception and not errors(app)
+    model = tmp_path / "tuned.safetensors"
+    model.write_bytes(downloads["taught.safetensors"])
+    tuned = audioseq.load(model)
+    assert tuned.labels == digits.labels and tuned.spec.network == digits.spec.network
+    assert tuned.metrics["init"] == digits.path and tuned.metrics["recipe"]["lr"] == 1e-3
+    changed = [k for k, v in digits.model.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])]
+    assert changed and "norm.mean" not in changed  # weights moved; the normalisation is the model's
 
 
 def test_teach_refuses_bad_examples_by_name_and_counts_the_good_ones(teach_app: AppTest) -> None:

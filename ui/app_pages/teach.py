@@ -13,7 +13,7 @@ import audioseq
 import charts
 import clips
 import views
-from model_choice import TAUGHT, TAUGHT_LABEL
+from model_choice import TAUGHT, TAUGHT_LABEL, describe, pick_model
 from param_widgets import component_widgets
 from session import KEEP, default
 
@@ -21,6 +21,8 @@ MIN_EXAMPLES = 3  # per class: at least one is held out to measure the model on
 MAX_CLASSES = 8
 _CLASSES = "teach.classes"  # list of {"id", "generation", "examples": [(name, bytes)], "seen": {sha256}}
 _RESULT = "teach.result"
+_NEW, _TUNE = "a new network", "the chosen model, fine-tuned on these examples"
+FINE_TUNE_LR = 1e-3  # measured on two unseen FSDD speakers (BENCHMARKS.md); 3e-3 cost the other speakers more
 
 
 def _classes() -> list[dict[str, Any]]:
@@ -76,8 +78,12 @@ def _class_card(entry: dict[str, Any], number: int, removable: bool) -> str:
     return name
 
 
-def _problems(classes: list[dict[str, Any]], names: list[str]) -> list[str]:
+def _problems(classes: list[dict[str, Any]], names: list[str], base: audioseq.Classifier | None) -> list[str]:
     problems = []
+    unknown = [n for n in names if n and base is not None and n not in base.labels]
+    if unknown:
+        problems.append(f"to fine-tune the chosen model, name each class after one of its labels "
+                        f"({', '.join(base.labels)}); {', '.join(unknown)} is not one")
     if any(not n for n in names):
         problems.append("every class needs a name")
     if len(set(names)) < len(names):
@@ -131,8 +137,21 @@ def _history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(history).set_index("epoch")[list(columns)].rename(columns=columns)
 
 
-def _train(classes: list[dict[str, Any]], names: list[str], config: audioseq.TrainConfig) -> None:
-    """Train in this session with a live chart; keep the model, its file and its metrics."""
+def _fine_tune_settings(base: audioseq.Classifier) -> audioseq.TrainConfig:
+    """Only how long to train: the chosen model decides the network, features and labels."""
+    st.caption(f"Starting from {describe(base)}. Its network and features are kept; training "
+               f"adjusts its weights to your examples (learning rate {FINE_TUNE_LR:g}).")
+    default(f"{KEEP}teach.tune_epochs", 30)
+    epochs = st.number_input("Most epochs", 1, 300, step=1, key=f"{KEEP}teach.tune_epochs")
+    return audioseq.TrainConfig(epochs=int(epochs), lr=FINE_TUNE_LR, max_seconds=clips.MAX_SECONDS)
+
+
+def _train(
+    classes: list[dict[str, Any]], names: list[str], config: audioseq.TrainConfig,
+    base: audioseq.Classifier | None = None,
+) -> None:
+    """Train in this session with a live chart (from ``base``'s weights when given); keep the
+    model, its file and its metrics."""
     progress = st.progress(0.0, text="Reading the examples…")
     live = st.empty()
     history: list[dict[str, Any]] = []
@@ -154,7 +173,10 @@ def _train(classes: list[dict[str, Any]], names: list[str], config: audioseq.Tra
         # A handful of examples per class: small batches still give a few optimiser steps per epoch.
         config.batch_size = min(16, max(4, len(examples) // 4))
         try:
-            result = audioseq.train(examples, config, callback=on_epoch, labels=names)
+            if base is None:
+                result = audioseq.train(examples, config, callback=on_epoch, labels=names)
+            else:
+                result = audioseq.train(examples, config, callback=on_epoch, init=base)
         except (audioseq.AudioseqError, ValueError) as exc:
             progress.empty()
             st.error(f"Training failed: {exc}")
@@ -204,18 +226,25 @@ def _results(result: dict[str, Any]) -> None:
 def teach_page() -> None:
     st.title("Teach")
     st.write("Name two or more classes, record or upload a few examples of each, and train a "
-             "recurrent network on them right here.")
+             "recurrent network on them right here — or fine-tune the chosen model to your voice.")
     st.subheader("1 · Collect examples")
     classes = _classes()
     names = [_class_card(entry, n + 1, removable=len(classes) > 2) for n, entry in enumerate(classes)]
     st.button("Add a class", on_click=_add_class, disabled=len(classes) >= MAX_CLASSES, key="teach.add")
     st.subheader("2 · Choose the network")
-    config = _settings()
-    problems = _problems(classes, names)
+    chosen = pick_model()
+    starts = [_NEW, _TUNE] if chosen is not None else [_NEW]
+    default(f"{KEEP}teach.start", _NEW, starts)
+    start = st.radio("Start from", starts, key=f"{KEEP}teach.start",
+                     horizontal=True, help="Fine-tuning teaches a trained model (e.g. digits) your voice "
+                     "from a few recordings of some of its words.")
+    base = chosen if start == _TUNE and chosen is not None else None
+    config = _settings() if base is None else _fine_tune_settings(base)
+    problems = _problems(classes, names, base)
     if problems:
         st.info("Before training: " + "; ".join(problems) + ".")
     if st.button("Train", type="primary", disabled=bool(problems), key="teach.train"):
-        _train(classes, names, config)
+        _train(classes, names, config, base)
     if _RESULT in st.session_state and st.session_state.get(TAUGHT) is not None:
         _results(st.session_state[_RESULT])
 
