@@ -69,7 +69,8 @@ def cli() -> None:
 @click.option("--epochs", default=40, show_default=True, help="Most epochs; early stopping may end sooner.")
 @click.option("--patience", default=10, show_default=True, help="Epochs without validation gain before stopping.")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", default=5e-3, show_default=True, help="Peak learning rate (AdamW, cosine schedule).")
+@click.option("--lr", default=5e-3, show_default=True,
+              help="Peak learning rate (AdamW, cosine schedule); 1e-3 when fine-tuning with --init unless given.")
 @click.option("--dropout", default=0.15, show_default=True)
 @click.option("--sample-rate", type=int, default=None, help="Resample clips to this rate (default: the data's).")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Noise, gain, speed, SpecAugment.")
@@ -78,8 +79,7 @@ def cli() -> None:
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint next to --out.")
 @click.option("--init", "init", default=None, metavar="MODEL",
               help="Fine-tune this model (a file or bundled name) instead of starting from random weights: "
-                   "its labels, features, network and preprocessing are kept and those options ignored. "
-                   "A lower --lr (e.g. 1e-3) suits.")
+                   "its labels, features, network and preprocessing are kept and those options ignored.")
 @click.option("--cell-opt", multiple=True, metavar="K=V", help="Cell parameter (repeatable).")
 @click.option("--feature-opt", multiple=True, metavar="K=V", help="Feature parameter (repeatable).")
 @click.option("--dataset-opt", multiple=True, metavar="K=V", help="Dataset parameter (repeatable).")
@@ -93,7 +93,7 @@ def train(**o: Any) -> None:
     from .evaluation import load_dataset
     from .params import dataclass_params, validate
     from .preprocess import Preprocess
-    from .training import TrainConfig, train as run_training
+    from .training import FINE_TUNE_LR, TrainConfig, train as run_training
 
     cell_params = validate(plugins.component_params("cell", o["cell"]), _opts(o["cell_opt"]), f"cell {o['cell']!r}")
     feature_params = validate(
@@ -104,6 +104,9 @@ def train(**o: Any) -> None:
     if o["augment_opt"] and not o["augment"]:
         raise click.UsageError("--augment-opt conflicts with --no-augment")
     dataset = load_dataset(o["dataset_name"], o["data_path"], _opts(o["dataset_opt"]))
+    lr_given = click.get_current_context().get_parameter_source("lr") != click.core.ParameterSource.DEFAULT
+    if o["init"] and not lr_given:
+        o["lr"] = FINE_TUNE_LR
     config = TrainConfig(
         feature=o["feature"], feature_params=feature_params, cell=o["cell"], cell_params=cell_params,
         hidden_size=o["hidden"], num_layers=o["layers"], bidirectional=o["bidirectional"],

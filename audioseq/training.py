@@ -74,6 +74,11 @@ class TrainConfig:
         return data
 
 
+FINE_TUNE_LR = 1e-3
+"""Learning rate suggested for fine-tuning (``init``): adapting to two unseen FSDD speakers,
+3e-3 cost the other speakers more for little gain (BENCHMARKS.md)."""
+
+
 def config_from_model(model: Classifier, config: TrainConfig) -> TrainConfig:
     """``config`` with everything the weights depend on taken from ``model``: features,
     network, preprocessing, sample rate and clip length limit. The rest (epochs, learning

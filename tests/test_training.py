@@ -254,6 +254,11 @@ def test_cli_fine_tunes_a_model_file(trained_model_file: Path, tmp_path: Path) -
     tuned, base = audioseq.load(out), audioseq.load(trained_model_file)
     assert tuned.spec.network == base.spec.network and tuned.labels == base.labels
     assert json.loads(out.with_suffix(".metrics.json").read_text())["init"] == str(trained_model_file)
+    default_lr = tmp_path / "default-lr.safetensors"  # --lr not given: the fine-tuning rate
+    proc = run_cli("train", "--dataset", "synthetic", "--dataset-opt", "per_class=4", "--init", trained_model_file,
+                   "--epochs", "1", "--out", default_lr)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(default_lr.with_suffix(".metrics.json").read_text())["recipe"]["lr"] == 1e-3
 
 
 def test_an_interrupted_fine_tuning_resumes_to_the_same_weights(trained: Any, tmp_path: Path) -> None:

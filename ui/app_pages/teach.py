@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import audioseq
+from audioseq.training import FINE_TUNE_LR
 
 import charts
 import clips
@@ -22,7 +23,6 @@ MAX_CLASSES = 8
 _CLASSES = "teach.classes"  # list of {"id", "generation", "examples": [(name, bytes)], "seen": {sha256}}
 _RESULT = "teach.result"
 _NEW, _TUNE = "a new network", "the chosen model, fine-tuned on these examples"
-FINE_TUNE_LR = 1e-3  # measured on two unseen FSDD speakers (BENCHMARKS.md); 3e-3 cost the other speakers more
 
 
 def _classes() -> list[dict[str, Any]]:
