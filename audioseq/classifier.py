@@ -33,6 +33,11 @@ Backend = Literal["auto", "torch", "onnxruntime"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime")
 
 
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ParameterError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
 @dataclasses.dataclass
 class Prediction:
     """The result for one input. ``error`` is None on success; otherwise label is None."""
@@ -130,8 +135,7 @@ class Classifier:
         path: str | None = None,
         backend: Backend = "auto",
     ) -> None:
-        if backend not in BACKENDS:
-            raise ParameterError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        _check_backend(backend)
         self.spec = spec
         self.path = path
         self.backend = backend
@@ -238,26 +242,22 @@ class Classifier:
         # Overlap the network with decoding only when decoding runs here: worker processes
         # already decode in parallel, and must not be forked while a network thread runs.
         with _NetworkRunner(self, background=workers == 0) as network:
-            for batch, errors in iter_batches(items, batch_size):
-                for item in errors:
-                    pending[item.index] = Prediction(
-                        item.source, error=str(item.error.reason), error_type=type(item.error).__name__
-                    )
-                if batch:
-                    self.model.eval()
-                    network.submit(batch, *self.frontend.frames_of(batch))
-                for done, probs in network.ready():
+            for step in itertools.chain(iter_batches(items, batch_size), [None]):  # None: drain the network
+                if step is not None:
+                    batch, errors = step
+                    for item in errors:
+                        pending[item.index] = Prediction(
+                            item.source, error=str(item.error.reason), error_type=type(item.error).__name__
+                        )
+                    if batch:
+                        self.model.eval()
+                        network.submit(batch, *self.frontend.frames_of(batch))
+                for done, probs in network.ready(wait=step is None):
                     for item, p in zip(done, probs.tolist()):
                         pending[item.index] = self._prediction(item, p)
                 while next_index in pending:
                     yield pending.pop(next_index)
                     next_index += 1
-            for done, probs in network.ready(wait=True):
-                for item, p in zip(done, probs.tolist()):
-                    pending[item.index] = self._prediction(item, p)
-        while next_index in pending:
-            yield pending.pop(next_index)
-            next_index += 1
 
     def _stream_items(self, inputs: Iterator[Any], window: int, num_workers: int | None) -> Iterator[Item]:
         offset = 0
@@ -318,8 +318,7 @@ def load(
         ModelFileError: malformed file, config that does not match the weights, non-finite weights.
         UnknownComponentError: the model needs a cell or feature from a plugin that is not installed.
     """
-    if backend not in BACKENDS:
-        raise ParameterError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    _check_backend(backend)  # before load's own errors turn a ParameterError into ModelFileError
     path = resolve_model(path_or_name)
     tensors, document = read_tensors(path)
     name = str(path)

@@ -77,6 +77,7 @@ class _Graph:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self._count = 0
+        self._ints: dict[tuple[Any, ...], str] = {}
 
     def name(self, hint: str) -> str:
         self._count += 1
@@ -87,6 +88,17 @@ class _Graph:
         array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
         self.initializers.append(self.onnx.numpy_helper.from_array(array.astype(dtype), name))
         return name
+
+    def ints(self, *values: int, scalar: bool = False) -> str:
+        """An int64 constant (axes, shapes, indices), a vector or one ``scalar``, made once per value."""
+        key = (scalar, *values)
+        if key not in self._ints:
+            self._ints[key] = self.const(values[0] if scalar else list(values), "i", np.int64)
+        return self._ints[key]
+
+    def linear(self, x: str, layer: Any) -> str:
+        """``torch.nn.Linear`` on the last axis of ``x``."""
+        return self.op("Add", self.op("MatMul", x, self.const(layer.weight.T, "w")), self.const(layer.bias, "b"))
 
     def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs: Any) -> str:
         """Append a node; returns the name of its (single) output."""
@@ -115,7 +127,7 @@ def _recurrent_layer(g: _Graph, x: str, seq_lens: str, cells: list[Any]) -> str:
         attrs["linear_before_reset"] = int(first.linear_before_reset)
     y = g.op(first.op, x, W, R, B, seq_lens, hint=first.op.lower(), **attrs)  # (T, D, B, H)
     y = g.op("Transpose", y, perm=[0, 2, 1, 3])
-    return g.op("Reshape", y, g.const([0, 0, -1], "shape", np.int64))
+    return g.op("Reshape", y, g.ints(0, 0, -1))
 
 
 def to_onnx(model: "SequenceClassifier", metadata: dict[str, str] | None = None) -> "onnx.ModelProto":
@@ -139,22 +151,22 @@ def to_onnx(model: "SequenceClassifier", metadata: dict[str, str] | None = None)
     zero = g.const(0.0, "zero")
 
     # Valid-frame mask (B, T) from the lengths.
-    T = g.op("Gather", g.op("Shape", "frames"), g.const(1, "axis", np.int64), axis=0)
-    steps = g.op("Range", g.const(0, "start", np.int64), T, g.const(1, "step", np.int64))
+    T = g.op("Gather", g.op("Shape", "frames"), g.ints(1, scalar=True), axis=0)
+    steps = g.op("Range", g.ints(0, scalar=True), T, g.ints(1, scalar=True))
     mask = g.op(
         "Less",
-        g.op("Unsqueeze", steps, g.const([0], "ax0", np.int64)),
-        g.op("Unsqueeze", "lengths", g.const([1], "ax1", np.int64)),
+        g.op("Unsqueeze", steps, g.ints(0)),
+        g.op("Unsqueeze", "lengths", g.ints(1)),
     )
-    mask3 = g.op("Unsqueeze", mask, g.const([2], "ax2", np.int64))  # (B, T, 1)
-    counts = g.op("Cast", g.op("Max", "lengths", g.const(1, "one", np.int64)), to=onnx.TensorProto.FLOAT)
-    counts = g.op("Unsqueeze", counts, g.const([1], "ax1", np.int64))  # (B, 1)
+    mask3 = g.op("Unsqueeze", mask, g.ints(2))  # (B, T, 1)
+    counts = g.op("Cast", g.op("Max", "lengths", g.ints(1, scalar=True)), to=onnx.TensorProto.FLOAT)
+    counts = g.op("Unsqueeze", counts, g.ints(1))  # (B, 1)
 
     # SequenceClassifier.normalise
     x = g.op("Where", mask3, "frames", zero)
     if config.utterance_norm:
-        total = g.op("ReduceSum", x, g.const([1], "ax1", np.int64), keepdims=1)  # (B, 1, F)
-        x = g.op("Sub", x, g.op("Div", total, g.op("Unsqueeze", counts, g.const([2], "ax2", np.int64))))
+        total = g.op("ReduceSum", x, g.ints(1), keepdims=1)  # (B, 1, F)
+        x = g.op("Sub", x, g.op("Div", total, g.op("Unsqueeze", counts, g.ints(2))))
     x = g.op("Div", g.op("Sub", x, g.const(model.norm.mean, "mean")), g.const(model.norm.std, "std"))
     x = g.op("Where", mask3, x, zero)
 
@@ -169,29 +181,27 @@ def to_onnx(model: "SequenceClassifier", metadata: dict[str, str] | None = None)
     # TimePooling
     pool = model.pool
     if pool.mode == "last":
-        idx = g.op("Reshape", g.op("Sub", "lengths", g.const(1, "one", np.int64)), g.const([-1, 1, 1], "shape", np.int64))
+        idx = g.op("Reshape", g.op("Sub", "lengths", g.ints(1, scalar=True)), g.ints(-1, 1, 1))
         batch = g.op("Shape", "lengths")
-        idx = g.op("Expand", idx, g.op("Concat", batch, g.const([1, size], "dims", np.int64), axis=0))
-        pooled = g.op("Squeeze", g.op("GatherElements", out, idx, axis=1), g.const([1], "ax1", np.int64))
+        idx = g.op("Expand", idx, g.op("Concat", batch, g.ints(1, size), axis=0))
+        pooled = g.op("Squeeze", g.op("GatherElements", out, idx, axis=1), g.ints(1))
         if config.bidirectional:
             half = size // 2
-            ax = g.const([1], "ax1", np.int64)
-            fwd = g.op("Slice", pooled, g.const([0], "s", np.int64), g.const([half], "e", np.int64), ax)
-            first = g.op("Gather", out, g.const(0, "t0", np.int64), axis=1)  # (B, D)
-            back = g.op("Slice", first, g.const([half], "s", np.int64), g.const([size], "e", np.int64), ax)
+            fwd = g.op("Slice", pooled, g.ints(0), g.ints(half), g.ints(1))
+            first = g.op("Gather", out, g.ints(0, scalar=True), axis=1)  # (B, D)
+            back = g.op("Slice", first, g.ints(half), g.ints(size), g.ints(1))
             pooled = g.op("Concat", fwd, back, axis=1)
     elif pool.mode == "mean":
-        pooled = g.op("Div", g.op("ReduceSum", out, g.const([1], "ax1", np.int64), keepdims=0), counts)
+        pooled = g.op("Div", g.op("ReduceSum", out, g.ints(1), keepdims=0), counts)
     else:
         first, _, second = pool.score
-        s = g.op("Tanh", g.op("Add", g.op("MatMul", out, g.const(first.weight.T, "w")), g.const(first.bias, "b")))
-        s = g.op("Add", g.op("MatMul", s, g.const(second.weight.T, "w")), g.const(second.bias, "b"))
-        s = g.op("Squeeze", s, g.const([2], "ax2", np.int64))  # (B, T)
+        s = g.linear(g.op("Tanh", g.linear(out, first)), second)
+        s = g.op("Squeeze", s, g.ints(2))  # (B, T)
         w = g.op("Softmax", g.op("Where", mask, s, g.const(float("-inf"), "neg_inf")), axis=1)
-        pooled = g.op("MatMul", g.op("Unsqueeze", w, g.const([1], "ax1", np.int64)), out)  # (B, 1, D)
-        pooled = g.op("Squeeze", pooled, g.const([1], "ax1", np.int64))
+        pooled = g.op("MatMul", g.op("Unsqueeze", w, g.ints(1)), out)  # (B, 1, D)
+        pooled = g.op("Squeeze", pooled, g.ints(1))
 
-    logits = g.op("Add", g.op("MatMul", pooled, g.const(model.head.weight.T, "w")), g.const(model.head.bias, "b"))
+    logits = g.linear(pooled, model.head)
     g.nodes.append(onnx.helper.make_node("Identity", [logits], ["logits"]))
     graph = onnx.helper.make_graph(
         g.nodes,

@@ -189,6 +189,14 @@ def test_auto_falls_back_to_torch_when_onnxruntime_fails(monkeypatch: pytest.Mon
         tiny_classifier("gru", backend="onnxruntime").predict(clip)
 
 
+def test_the_command_line_offers_exactly_the_api_backends() -> None:
+    from audioseq.classifier import BACKENDS
+    from audioseq.cli import predict
+
+    (option,) = [p for p in predict.params if p.name == "backend"]
+    assert tuple(option.type.choices) == BACKENDS
+
+
 def test_an_unknown_backend_is_a_parameter_error(tiny_model_file: Path) -> None:
     with pytest.raises(ParameterError, match="onnxruntime"):
         audioseq.load(tiny_model_file, backend="tensorflow")  # type: ignore[arg-type]
