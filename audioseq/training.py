@@ -461,7 +461,7 @@ def train(
         train_ex, valid_ex = stratified_split(pool, config.valid_fraction, config.seed, by_group)
     elif not valid_ex:
         train_ex, valid_ex = stratified_split(train_ex, config.valid_fraction, config.seed, by_group)
-    init_state = {k: v.detach().clone() for k, v in base.model.state_dict().items()} if base else None
+    init_state = base.model.state_dict() if base else None  # the Trainer copies it into its own model
     trainer = Trainer(config, labels, train_ex, valid_ex, init_state)
     trainer.prepare_data()
     ckpt = checkpoint_path(out) if out is not None else None
