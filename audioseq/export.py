@@ -219,6 +219,13 @@ def to_onnx(model: "SequenceClassifier", metadata: dict[str, str] | None = None)
     return proto
 
 
+RUN_GROUP = 16
+"""Most clips in one ONNX Runtime run. Its recurrent operators compute every padded step, at
+a cost per clip and frame that is the same for 8 to 64 clips (measured on the bundled model:
+2.0-2.1 µs, and 2.2-2.8 µs for 128 to 256), so a batch runs as groups of this many clips of
+similar length, each cut to its longest clip: 1.5x faster on the batches prediction makes."""
+
+
 class OnnxNetwork:
     """An ONNX Runtime session for a network: ``(frames, lengths) → logits`` on CPU.
 
@@ -233,6 +240,7 @@ class OnnxNetwork:
         except ImportError as exc:
             raise ExportError('the onnxruntime backend needs: pip install "audioseq[onnx]"') from exc
         proto = to_onnx(model)
+        self.num_classes = model.config.num_classes
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, torch.get_num_threads() - 1)
         options.inter_op_num_threads = 1
@@ -241,9 +249,26 @@ class OnnxNetwork:
         self.session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, frames: Tensor, lengths: Tensor) -> Tensor:
-        """frames (B, T, F), lengths (B,) → logits (B, C), on CPU."""
-        feeds = {
-            "frames": np.ascontiguousarray(frames.detach().cpu().numpy(), dtype=np.float32),
-            "lengths": lengths.detach().cpu().numpy().astype(np.int64),
-        }
-        return torch.from_numpy(self.session.run(["logits"], feeds)[0])
+        """frames (B, T, F), lengths (B,) → logits (B, C), on CPU.
+
+        The clips run in groups of at most :data:`RUN_GROUP`, shortest first, each group's
+        frames cut to its longest clip; a clip's logits do not depend on its group.
+        """
+        values = frames.detach().cpu().numpy()
+        counts = lengths.detach().cpu().numpy().astype(np.int64)
+        order = np.argsort(counts, kind="stable")
+        logits: np.ndarray | None = None
+        for start in range(0, len(order), RUN_GROUP):
+            group = order[start : start + RUN_GROUP]
+            longest = max(1, int(counts[group].max()))
+            feeds = {
+                "frames": np.ascontiguousarray(values[group, :longest], dtype=np.float32),
+                "lengths": counts[group],
+            }
+            out = self.session.run(["logits"], feeds)[0]
+            if logits is None:
+                logits = np.empty((len(order), out.shape[1]), dtype=np.float32)
+            logits[group] = out
+        if logits is None:  # no clips (ONNX Runtime's recurrent operators crash on those)
+            logits = np.empty((0, self.num_classes), dtype=np.float32)
+        return torch.from_numpy(logits)

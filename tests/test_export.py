@@ -23,7 +23,7 @@ import torch
 import audioseq
 from audioseq.classifier import Classifier
 from audioseq.errors import ParameterError
-from audioseq.export import ExportError, OnnxNetwork, exportable, onnxruntime_available, to_onnx
+from audioseq.export import RUN_GROUP, ExportError, OnnxNetwork, exportable, onnxruntime_available, to_onnx
 from audioseq.model import NetworkConfig, SequenceClassifier
 from audioseq.plugins import get_component
 from conftest import run_cli, sweep, tiny_classifier
@@ -81,6 +81,29 @@ def test_without_utterance_normalisation_too() -> None:
     with torch.no_grad():
         expected = model(frames, lengths)
     torch.testing.assert_close(OnnxNetwork(model, threads=1)(frames, lengths), expected, rtol=0, atol=1e-5)
+
+
+def test_a_batch_of_several_run_groups_keeps_each_clip_in_its_place() -> None:
+    """Clips run in groups of similar length, each group cut to its longest clip: the logits
+    must come back in the batch's order and equal each clip's own, alone and unpadded."""
+    model = random_network("gru", {}, "mean", True, 2)
+    network = OnnxNetwork(model, threads=1)
+    count = 3 * RUN_GROUP + 5
+    generator = torch.Generator().manual_seed(1)
+    lengths = torch.randint(2, 60, (count,), generator=generator)  # one frame normalises to zeros
+    frames = 3 * torch.randn(count, 60, 6, generator=generator)
+    got = network(frames, lengths)
+    alone = torch.cat([network(frames[i : i + 1, : int(n)], lengths[i : i + 1]) for i, n in enumerate(lengths)])
+    torch.testing.assert_close(got, alone, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(frames, lengths), rtol=0, atol=1e-5)
+    apart = (got[:, None] - got[None]).abs().amax(-1) + torch.eye(count)
+    assert apart.min() > 1e-4  # no two clips give the same logits: a misplaced row would show
+
+
+def test_an_empty_batch_gives_no_rows() -> None:
+    network = OnnxNetwork(random_network("lstm", {}, "last", False, 1), threads=1)
+    assert network(torch.zeros(0, 4, 6), torch.zeros(0, dtype=torch.long)).shape == (0, 5)
 
 
 @pytest.mark.parametrize("cell", NOT_EXPORTABLE or ["(none)"])
