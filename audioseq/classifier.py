@@ -58,13 +58,16 @@ class Prediction:
 
 
 class _NetworkRunner:
-    """Runs the network on batches, overlapped with decoding where that pays.
+    """Turns batches of decoded clips into probabilities: features, then the network,
+    overlapped with decoding where that pays.
 
     ONNX Runtime releases the interpreter lock while it computes, so with that backend (and
-    ``background``) batches after the first run in a background thread while the caller
-    decodes the next ones (a single batch runs in the caller's thread: starting a thread
-    would cost more than it saves). At most ``max_inflight`` batches wait (the caller's
-    batching buffer holds as many), so memory stays bounded. With torch, every batch runs in
+    ``background``) batches after the first go to a background thread, features and network,
+    while the caller decodes the next clips (a single batch runs in the caller's thread:
+    starting a thread would cost more than it saves). That thread runs torch's operators on
+    one thread of its own (torch's thread count is per thread): a second one would fight the
+    caller's decoding for a core, and the features ran 3x slower that way. At most
+    ``max_inflight`` batches wait, so memory stays bounded. With torch, every batch runs in
     the caller's thread.
     """
 
@@ -77,6 +80,13 @@ class _NetworkRunner:
         self.submitted = 0
         self.inflight: deque[tuple[list[Item], Future[torch.Tensor] | torch.Tensor]] = deque()
 
+    @property
+    def window(self) -> int:
+        """Batches' worth of clips to sort by length before batching: torch runs a batch
+        padded to its longest clip, ONNX Runtime sorts within the batch (see
+        :data:`~audioseq.export.RUN_GROUP`) and gains nothing from waiting for more clips."""
+        return 1 if self.classifier.runtime == "onnxruntime" else 8
+
     def __enter__(self) -> "_NetworkRunner":
         return self
 
@@ -84,14 +94,19 @@ class _NetworkRunner:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, batch: list[Item], frames: torch.Tensor, lengths: torch.Tensor) -> None:
+    def submit(self, batch: list[Item]) -> None:
         self.submitted += 1
         if self.background and self.submitted > 1:
             if self.pool is None:
-                self.pool = ThreadPoolExecutor(1, thread_name_prefix="audioseq-network")
-            self.inflight.append((batch, self.pool.submit(self.classifier.probabilities, frames, lengths)))
+                self.pool = ThreadPoolExecutor(
+                    1, thread_name_prefix="audioseq-network", initializer=torch.set_num_threads, initargs=(1,)
+                )
+            self.inflight.append((batch, self.pool.submit(self._run, batch)))
         else:
-            self.inflight.append((batch, self.classifier.probabilities(frames, lengths).cpu()))
+            self.inflight.append((batch, self._run(batch).cpu()))
+
+    def _run(self, batch: list[Item]) -> torch.Tensor:
+        return self.classifier.probabilities(*self.classifier.frontend.frames_of(batch))
 
     def ready(self, wait: bool = False) -> Iterator[tuple[list[Item], torch.Tensor]]:
         """Finished batches, in order, with their probabilities (B, C): all of them when
@@ -242,7 +257,8 @@ class Classifier:
         # Overlap the network with decoding only when decoding runs here: worker processes
         # already decode in parallel, and must not be forked while a network thread runs.
         with _NetworkRunner(self, background=workers == 0) as network:
-            for step in itertools.chain(iter_batches(items, batch_size), [None]):  # None: drain the network
+            batches = iter_batches(items, batch_size, network.window)
+            for step in itertools.chain(batches, [None]):  # None: drain the network
                 if step is not None:
                     batch, errors = step
                     for item in errors:
@@ -251,7 +267,7 @@ class Classifier:
                         )
                     if batch:
                         self.model.eval()
-                        network.submit(batch, *self.frontend.frames_of(batch))
+                        network.submit(batch)
                 for done, probs in network.ready(wait=step is None):
                     for item, p in zip(done, probs.tolist()):
                         pending[item.index] = self._prediction(item, p)

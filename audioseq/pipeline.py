@@ -123,20 +123,24 @@ class Frontend(nn.Module):
     def forward(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Clips (N_i,) → frames (B, T_max, F) zero-padded, and lengths (B,) in frames.
 
-        On CPU the clips go through the feature in groups of at most ``FEATURE_CHUNK_VALUES``
-        padded samples, each group padded to its own longest clip; features do not depend on
-        the batch, so the frames are the same as from one pass.
+        On CPU the clips go through the feature shortest first, in groups of at most
+        ``FEATURE_CHUNK_VALUES`` padded samples, each group padded to its own longest clip;
+        features do not depend on the batch, so the frames are the same as from one pass.
         """
         waveforms = list(waveforms)
         samples = torch.tensor([w.numel() for w in waveforms], dtype=torch.long)
         device = next((b.device for b in self.feature.buffers()), torch.device("cpu"))
+        order = None
         if device.type == "cpu":
-            groups = chunk_by_values(waveforms, FEATURE_CHUNK_VALUES, Tensor.numel)
+            order = torch.argsort(samples, stable=True)
+            groups = chunk_by_values([waveforms[i] for i in order.tolist()], FEATURE_CHUNK_VALUES, Tensor.numel)
         else:
             groups = [waveforms]
         parts = [self.feature(pad_batch(group)[0].to(device)) for group in groups]
         t_max = max(part.shape[1] for part in parts)
         frames = torch.cat([F.pad(part, (0, 0, 0, t_max - part.shape[1])) for part in parts])
+        if order is not None:
+            frames = frames[torch.argsort(order)]  # back to the clips' order
         lengths = self.feature.num_frames(samples).clamp(max=frames.shape[1])
         return frames, lengths.to(frames.device)
 

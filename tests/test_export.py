@@ -170,6 +170,29 @@ def test_the_network_overlaps_decoding_only_when_decoding_runs_in_process(worker
         assert a.label == b.label and a.source == b.source
 
 
+def test_the_network_thread_computes_features_on_one_torch_thread_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    clf = tiny_classifier("gru", backend="onnxruntime")
+    clips = [(sweep(0.2 + 0.01 * i, 8000, seed=i), 8000) for i in range(20)]
+    seen = []
+    frames_of = clf.frontend.frames_of
+
+    def recording(items: Any) -> Any:
+        seen.append((threading.current_thread().name.split("_")[0], torch.get_num_threads()))
+        return frames_of(items)
+
+    monkeypatch.setattr(clf.frontend, "frames_of", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rows = clf.predict(clips, batch_size=4, num_workers=0)
+        assert torch.get_num_threads() == 2  # the caller's setting is its own
+    finally:
+        torch.set_num_threads(before)
+    assert all(r.ok for r in rows) and len(seen) == 5
+    assert seen[0] == ("MainThread", 2)  # the first batch runs in the caller
+    assert set(seen[1:]) == {("audioseq-network", 1)}
+
+
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_non_finite_logits_are_an_error_row_not_a_prediction(backend: str) -> None:
     clf = tiny_classifier("gru", "mean", backend=backend)

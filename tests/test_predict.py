@@ -426,6 +426,8 @@ def test_frames_computed_in_groups_equal_one_pass(monkeypatch: pytest.MonkeyPatc
     assert torch.equal(lengths, whole_lengths) and grouped.shape == whole.shape
     for i, n in enumerate(lengths.tolist()):  # FFT rounding may differ with the batch shape
         torch.testing.assert_close(grouped[i, :n], whole[i, :n], rtol=0, atol=1e-5)
+        # the clips are grouped shortest first; each comes back in its own place
+        torch.testing.assert_close(grouped[i, :n], clf.frontend.clip_frames(clips[i]), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -449,21 +451,24 @@ def test_the_buffer_is_bounded_by_values_clips_and_errors(sizes: list[int | None
     assert pulled[0] == first_batch_after
 
 
-def test_a_long_clip_is_predicted_in_a_batch_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    clf = tiny_classifier(num_layers=1)
+@pytest.mark.parametrize("backend", ["torch"] + (["onnxruntime"] if onnxruntime_available() else []))
+def test_a_long_clip_is_predicted_in_a_batch_of_its_own(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    clf = tiny_classifier(num_layers=1, backend=backend)
     short, long = (sweep(0.1, 8000), 8000), (sweep(2.0, 8000, seed=1), 8000)
-    sizes = []
+    batches = []
     real = clf.probabilities
 
     def recording(frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        sizes.append(len(lengths))
+        batches.append(lengths.tolist())
         return real(frames, lengths)
 
     monkeypatch.setattr(clf, "probabilities", recording)
     monkeypatch.setattr(audioseq.pipeline, "MAX_BATCH_VALUES", 8000)
     rows = clf.predict([short, long, short, short], batch_size=4)
     assert [r.ok for r in rows] == [True] * 4
-    assert sorted(sizes) == [1, 3], sizes
+    longest = max(n for lengths in batches for n in lengths)
+    assert [lengths for lengths in batches if longest in lengths] == [[longest]], batches
+    assert sum(map(len, batches)) == 4  # every clip went through the network once
     alone = clf.predict([long])[0]
     np.testing.assert_allclose(probs(rows[1]), probs(alone), atol=1e-6)
 
