@@ -128,19 +128,20 @@ class Frontend(nn.Module):
         features do not depend on the batch, so the frames are the same as from one pass.
         """
         waveforms = list(waveforms)
-        samples = torch.tensor([w.numel() for w in waveforms], dtype=torch.long)
+        sizes = [w.numel() for w in waveforms]
         device = next((b.device for b in self.feature.buffers()), torch.device("cpu"))
-        order = None
+        order = list(range(len(waveforms)))
         if device.type == "cpu":
-            order = torch.argsort(samples, stable=True)
-            groups = chunk_by_values([waveforms[i] for i in order.tolist()], FEATURE_CHUNK_VALUES, Tensor.numel)
+            order.sort(key=sizes.__getitem__)
+            groups = chunk_by_values([waveforms[i] for i in order], FEATURE_CHUNK_VALUES, Tensor.numel)
         else:
             groups = [waveforms]
         parts = [self.feature(pad_batch(group)[0].to(device)) for group in groups]
         t_max = max(part.shape[1] for part in parts)
         frames = torch.cat([F.pad(part, (0, 0, 0, t_max - part.shape[1])) for part in parts])
-        if order is not None:
-            frames = frames[torch.argsort(order)]  # back to the clips' order
+        if any(i != j for i, j in enumerate(order)):
+            frames = frames[torch.argsort(torch.tensor(order))]  # back to the clips' order
+        samples = torch.tensor(sizes, dtype=torch.long)
         lengths = self.feature.num_frames(samples).clamp(max=frames.shape[1])
         return frames, lengths.to(frames.device)
 
