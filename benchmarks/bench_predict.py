@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import audioseq
+from audioseq.classifier import _NetworkRunner
 from audioseq.export import onnxruntime_available
 from audioseq.pipeline import Item, iter_batches
 
@@ -91,10 +92,15 @@ def main() -> None:
     waves = [clf.frontend.prepare(f) for f in files]
     feat = clf.frontend.feature
 
-    # The batches Classifier.predict makes: its default batch size, clips of similar length
-    # together (each window of 8 batches sorted by length).
+    # The batches Classifier.predict makes: its default batch size; with torch, each window of
+    # 8 batches sorted by length; with onnxruntime, batches in input order (its network sorts).
     items = [Item(i, f, waveform=w) for i, (f, w) in enumerate(zip(files, waves))]
-    batches = [[it.waveform for it in good] for good, _ in iter_batches(iter(items), PREDICT_BATCH)]
+
+    def predict_batches(c: audioseq.Classifier) -> list[list[torch.Tensor]]:
+        window = _NetworkRunner(c).window
+        return [[it.waveform for it in good] for good, _ in iter_batches(iter(items), PREDICT_BATCH, window)]
+
+    batches = predict_batches(clf)
 
     def batched() -> None:
         for batch in batches:
@@ -105,10 +111,10 @@ def main() -> None:
         for w in waves:
             naive_features(w.numpy(), clf.sample_rate, feat)
 
-    inputs = [clf.frontend(batch) for batch in batches]  # (frames, lengths) per batch
+    inputs = {b: [c.frontend(batch) for batch in predict_batches(c)] for b, c in classifiers.items()}
 
     def network_only(c: audioseq.Classifier) -> None:
-        for frames, lengths in inputs:
+        for frames, lengths in inputs[c.runtime]:  # (B, T, F), (B,) per batch
             c.probabilities(frames, lengths)
 
     singles = files[:200]
