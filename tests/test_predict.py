@@ -451,6 +451,34 @@ def test_the_buffer_is_bounded_by_values_clips_and_errors(sizes: list[int | None
     assert pulled[0] == first_batch_after
 
 
+def test_a_failing_step_costs_its_clip_a_row_and_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clips are decoded a chunk at a time, then preprocessed: an unexpected exception in
+    either step, or a clip too short once trimmed, is that clip's error row."""
+    clf = tiny_classifier()
+    clips = [(sweep(0.3, 8000, seed=i), 8000) for i in range(6)]
+    clips[4] = (np.zeros(40, dtype=np.float32), 8000)  # 5 ms: shorter than one frame
+    decode, finish = clf.frontend.decode, clf.frontend.finish
+
+    def broken_decode(source: Any, name: str) -> torch.Tensor:
+        if source is clips[1]:
+            raise RuntimeError("decoder bug")
+        return decode(source, name)
+
+    def broken_finish(waveform: torch.Tensor, name: str) -> torch.Tensor:
+        if waveform.numel() == clips[2][0].size and torch.equal(waveform, torch.from_numpy(clips[2][0])):
+            raise ValueError("preprocessing bug")
+        return finish(waveform, name)
+
+    monkeypatch.setattr(clf.frontend, "decode", broken_decode)
+    monkeypatch.setattr(clf.frontend, "finish", broken_finish)
+    rows = clf.predict(clips, num_workers=0)
+    assert [r.error_type for r in rows] == [None, "UnreadableAudioError", "UnreadableAudioError", None, "AudioTooShortError", None]
+    assert "RuntimeError: decoder bug" in rows[1].error and "ValueError: preprocessing bug" in rows[2].error
+    reference = tiny_classifier().predict([clips[i] for i in (0, 3, 5)])
+    for row, expected in zip([rows[0], rows[3], rows[5]], reference):
+        assert probs(row) == pytest.approx(probs(expected), abs=1e-6)
+
+
 @pytest.mark.parametrize("backend", ["torch"] + (["onnxruntime"] if onnxruntime_available() else []))
 def test_a_long_clip_is_predicted_in_a_batch_of_its_own(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     clf = tiny_classifier(num_layers=1, backend=backend)
