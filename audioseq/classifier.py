@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -11,7 +12,7 @@ import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import torch
 
@@ -57,28 +58,45 @@ class Prediction:
         return dataclasses.asdict(self)
 
 
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Torch's operators on one thread in this thread for the block (the count is per thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class _NetworkRunner:
     """Turns batches of decoded clips into probabilities: features, then the network,
     overlapped with decoding where that pays.
 
     ONNX Runtime releases the interpreter lock while it computes, so with that backend (and
-    ``background``) batches after the first go to a background thread, features and network,
-    while the caller decodes the next clips (a single batch runs in the caller's thread:
-    starting a thread would cost more than it saves). That thread runs torch's operators on
-    one thread of its own (torch's thread count is per thread): a second one would fight the
-    caller's decoding for a core, and the features ran 3x slower that way. At most
+    ``background``) batches go to a background thread, features and network, while the caller
+    decodes the next clips. Only when more than one batch is expected (``many``) does the first
+    go there too: for one clip, starting a thread would cost more than it saves. The two
+    threads share the work as it comes: while the network thread has ``share_after`` batches
+    or more unfinished, the caller computes the next batch's features itself, and rather than
+    wait for the network it runs a batch that has not started yet. Both run torch's operators
+    on one thread each (torch's thread count is per thread): a second one would fight the
+    other thread for a core, and the features ran 3x slower that way. At most
     ``max_inflight`` batches wait, so memory stays bounded. With torch, every batch runs in
     the caller's thread.
     """
 
     max_inflight = 8
+    share_after = 2
 
-    def __init__(self, classifier: "Classifier", background: bool = True) -> None:
+    def __init__(self, classifier: "Classifier", background: bool = True, many: bool = False) -> None:
         self.classifier = classifier
         self.background = background and classifier.runtime == "onnxruntime"
+        self.many = many
         self.pool: ThreadPoolExecutor | None = None
         self.submitted = 0
-        self.inflight: deque[tuple[list[Item], Future[torch.Tensor] | torch.Tensor]] = deque()
+        # each batch, and its probabilities (B, C) or the job computing them: (future, function, arguments)
+        self.inflight: deque[tuple[list[Item], torch.Tensor | tuple[Future[torch.Tensor], Callable[..., torch.Tensor], tuple[Any, ...]]]] = deque()
 
     @property
     def window(self) -> int:
@@ -96,14 +114,21 @@ class _NetworkRunner:
 
     def submit(self, batch: list[Item]) -> None:
         self.submitted += 1
-        if self.background and self.submitted > 1:
-            if self.pool is None:
-                self.pool = ThreadPoolExecutor(
-                    1, thread_name_prefix="audioseq-network", initializer=torch.set_num_threads, initargs=(1,)
-                )
-            self.inflight.append((batch, self.pool.submit(self._run, batch)))
-        else:
+        if not self.background or (self.submitted == 1 and not self.many):
             self.inflight.append((batch, self._run(batch).cpu()))
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(
+                1, thread_name_prefix="audioseq-network", initializer=torch.set_num_threads, initargs=(1,)
+            )
+        unfinished = sum(1 for _, job in self.inflight if isinstance(job, tuple) and not job[0].done())
+        function: Callable[..., torch.Tensor] = self._run
+        args: tuple[Any, ...] = (batch,)
+        if unfinished >= self.share_after:
+            with _one_torch_thread():
+                args = self.classifier.frontend.frames_of(batch)
+            function = self.classifier.probabilities
+        self.inflight.append((batch, (self.pool.submit(function, *args), function, args)))
 
     def _run(self, batch: list[Item]) -> torch.Tensor:
         return self.classifier.probabilities(*self.classifier.frontend.frames_of(batch))
@@ -112,11 +137,27 @@ class _NetworkRunner:
         """Finished batches, in order, with their probabilities (B, C): all of them when
         ``wait``; else those done, waiting only while more than ``max_inflight`` are queued."""
         while self.inflight:
-            batch, result = self.inflight[0]
-            if isinstance(result, Future) and not (wait or result.done() or len(self.inflight) > self.max_inflight):
-                break
+            batch, job = self.inflight[0]
+            if isinstance(job, tuple):
+                if not (wait or job[0].done() or len(self.inflight) > self.max_inflight):
+                    break
+                if not job[0].done() and self._run_a_waiting_job():
+                    continue  # the first batch may have been the one run here
+                probabilities = job[0].result()
+            else:
+                probabilities = job
             self.inflight.popleft()
-            yield batch, (result.result().cpu() if isinstance(result, Future) else result)
+            yield batch, probabilities.cpu()
+
+    def _run_a_waiting_job(self) -> bool:
+        """Run here the newest batch the network thread has not started; False if none."""
+        for index in range(len(self.inflight) - 1, -1, -1):
+            batch, job = self.inflight[index]
+            if isinstance(job, tuple) and job[0].cancel():
+                with _one_torch_thread():
+                    self.inflight[index] = (batch, job[1](*job[2]).cpu())
+                return True
+        return False
 
 
 def bundled_models() -> list[str]:
@@ -256,7 +297,8 @@ class Classifier:
         next_index = 0
         # Overlap the network with decoding only when decoding runs here: worker processes
         # already decode in parallel, and must not be forked while a network thread runs.
-        with _NetworkRunner(self, background=workers == 0) as network:
+        many = isinstance(inputs, Sequence) and len(inputs) > batch_size
+        with _NetworkRunner(self, background=workers == 0, many=many) as network:
             batches = iter_batches(items, batch_size, network.window)
             for step in itertools.chain(batches, [None]):  # None: drain the network
                 if step is not None:
