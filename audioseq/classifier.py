@@ -69,6 +69,23 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@dataclasses.dataclass
+class _Job:
+    """A batch's probabilities being computed in the network thread, and how to compute them
+    here instead if it has not started."""
+
+    future: Future[torch.Tensor]
+    function: Callable[..., torch.Tensor]
+    args: tuple[Any, ...]
+
+    def run_here(self) -> torch.Tensor | None:
+        """The probabilities, computed in this thread; None if the network thread has begun."""
+        if not self.future.cancel():
+            return None
+        with _one_torch_thread():
+            return self.function(*self.args).cpu()
+
+
 class _NetworkRunner:
     """Turns batches of decoded clips into probabilities: features, then the network,
     overlapped with decoding where that pays.
@@ -95,8 +112,7 @@ class _NetworkRunner:
         self.many = many
         self.pool: ThreadPoolExecutor | None = None
         self.submitted = 0
-        # each batch, and its probabilities (B, C) or the job computing them: (future, function, arguments)
-        self.inflight: deque[tuple[list[Item], torch.Tensor | tuple[Future[torch.Tensor], Callable[..., torch.Tensor], tuple[Any, ...]]]] = deque()
+        self.inflight: deque[tuple[list[Item], torch.Tensor | _Job]] = deque()  # probabilities (B, C) or their job
 
     @property
     def window(self) -> int:
@@ -121,14 +137,14 @@ class _NetworkRunner:
             self.pool = ThreadPoolExecutor(
                 1, thread_name_prefix="audioseq-network", initializer=torch.set_num_threads, initargs=(1,)
             )
-        unfinished = sum(1 for _, job in self.inflight if isinstance(job, tuple) and not job[0].done())
+        unfinished = sum(1 for _, job in self.inflight if isinstance(job, _Job) and not job.future.done())
         function: Callable[..., torch.Tensor] = self._run
         args: tuple[Any, ...] = (batch,)
         if unfinished >= self.share_after:
             with _one_torch_thread():
                 args = self.classifier.frontend.frames_of(batch)
             function = self.classifier.probabilities
-        self.inflight.append((batch, (self.pool.submit(function, *args), function, args)))
+        self.inflight.append((batch, _Job(self.pool.submit(function, *args), function, args)))
 
     def _run(self, batch: list[Item]) -> torch.Tensor:
         return self.classifier.probabilities(*self.classifier.frontend.frames_of(batch))
@@ -138,12 +154,12 @@ class _NetworkRunner:
         ``wait``; else those done, waiting only while more than ``max_inflight`` are queued."""
         while self.inflight:
             batch, job = self.inflight[0]
-            if isinstance(job, tuple):
-                if not (wait or job[0].done() or len(self.inflight) > self.max_inflight):
+            if isinstance(job, _Job):
+                if not (wait or job.future.done() or len(self.inflight) > self.max_inflight):
                     break
-                if not job[0].done() and self._run_a_waiting_job():
+                if not job.future.done() and self._run_a_waiting_job():
                     continue  # the first batch may have been the one run here
-                probabilities = job[0].result()
+                probabilities = job.future.result()
             else:
                 probabilities = job
             self.inflight.popleft()
@@ -153,9 +169,8 @@ class _NetworkRunner:
         """Run here the newest batch the network thread has not started; False if none."""
         for index in range(len(self.inflight) - 1, -1, -1):
             batch, job = self.inflight[index]
-            if isinstance(job, tuple) and job[0].cancel():
-                with _one_torch_thread():
-                    self.inflight[index] = (batch, job[1](*job[2]).cpu())
+            if isinstance(job, _Job) and (probabilities := job.run_here()) is not None:
+                self.inflight[index] = (batch, probabilities)
                 return True
         return False
 
