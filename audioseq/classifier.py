@@ -304,15 +304,16 @@ class Classifier:
         if isinstance(inputs, Sequence) and not isinstance(inputs, (str, tuple)):
             workers = default_workers(len(inputs)) if num_workers is None else num_workers
             items = iter_items(inputs, self.frontend, num_workers=workers, names=names)
+            many = len(inputs) > batch_size
         else:  # a stream: decode it window by window instead of reading it all first
             window = batch_size * 8
             workers = default_workers(window) if num_workers is None else num_workers
             items = self._stream_items(iter(inputs), window, num_workers)
+            many = False  # its length is unknown
         pending: dict[int, Prediction] = {}
         next_index = 0
         # Overlap the network with decoding only when decoding runs here: worker processes
         # already decode in parallel, and must not be forked while a network thread runs.
-        many = isinstance(inputs, Sequence) and len(inputs) > batch_size
         with _NetworkRunner(self, background=workers == 0, many=many) as network:
             batches = iter_batches(items, batch_size, network.window)
             for step in itertools.chain(batches, [None]):  # None: drain the network
