@@ -34,7 +34,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 BACKEND_OPTION = click.option(
     "--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
-    help="What runs the network: onnxruntime (CPU, with the onnx extra) or torch.",
+    help="What runs the network: onnxruntime (CPU) or torch; auto picks onnxruntime where it can.",
 )
 
 
@@ -292,7 +292,6 @@ def export(model: str, out: str) -> None:
     The graph takes frames already computed (``Classifier.frontend``), float32 (batch, time,
     features), and lengths (batch,) int64. Its metadata holds ``labels`` (a JSON list) and
     ``audioseq`` (the model's whole description: sample rate, preprocessing, features).
-    Needs ``pip install "audioseq[onnx]"``.
     """
     from .classifier import load
     from .export import to_onnx

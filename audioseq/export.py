@@ -9,7 +9,8 @@ evaluation mode.
 
 A cell can be exported when it says how (:meth:`onnx_recurrence`, returning an
 :class:`OnnxRecurrence`); the built-in ``rnn``, ``lstm`` and ``gru`` do. The ``onnx`` and
-``onnxruntime`` packages are optional (``pip install "audioseq[onnx]"``).
+``onnxruntime`` packages are imported only when used; where they are not installed,
+``backend="auto"`` runs torch.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def to_onnx(model: "SequenceClassifier", metadata: dict[str, str] | None = None)
     try:
         g = _Graph()
     except ImportError as exc:
-        raise ExportError('exporting needs the onnx package: pip install "audioseq[onnx]"') from exc
+        raise ExportError("exporting needs the onnx package: pip install onnx") from exc
     onnx = g.onnx
     config = model.config
     zero = g.const(0.0, "zero")
@@ -238,7 +239,7 @@ class OnnxNetwork:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ExportError('the onnxruntime backend needs: pip install "audioseq[onnx]"') from exc
+            raise ExportError("the onnxruntime backend needs: pip install onnx onnxruntime") from exc
         proto = to_onnx(model)
         self.num_classes = model.config.num_classes
         options = ort.SessionOptions()

@@ -374,7 +374,7 @@ def test_check_cell_passes_a_cell_that_keeps_the_contract() -> None:
         (NarrowGateCell, "gate activations"),
         (untyped_cell, "parameters"),
         pytest.param(TorchOrderGRUCell, "ONNX export", marks=pytest.mark.skipif(
-            not onnxruntime_available(), reason="needs onnx and onnxruntime (the [onnx] extra)")),
+            not onnxruntime_available(), reason="needs onnx and onnxruntime")),
     ],
 )
 def test_check_cell_names_the_broken_property(factory: Callable[..., nn.Module], check: str) -> None:
