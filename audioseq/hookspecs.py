@@ -34,7 +34,8 @@ def register_features(register: Register) -> None:
     """Register feature extractors: ``factory(sample_rate: int, **params) -> nn.Module``.
 
     The module has ``dim: int``, ``num_frames(num_samples: LongTensor) -> LongTensor`` and
-    ``forward(waveform: (B, N)) -> frames: (B, T, dim)``.
+    ``forward(waveform: (B, N)) -> frames: (B, T, dim)``. Prediction may call ``forward`` from
+    two threads at once, so it must not change the module's state.
     """
 
 

@@ -402,9 +402,23 @@ class UnflooredFeature(LogMel):
         return torch.log(self.mel(waveform)).transpose(-1, -2)
 
 
+class RunningLevelFeature(LogMel):
+    """Keeps a running mean of the frames it has seen in a buffer: forward changes its state."""
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__(sample_rate)
+        self.register_buffer("seen", torch.zeros(()))
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        frames = super().forward(waveform)
+        self.seen += frames.detach().mean() if frames.numel() else 0.0
+        return frames
+
+
 @pytest.mark.parametrize(
     "factory, check",
-    [(OffByOneFeature, "frame count"), (BatchNormalisedFeature, "batch consistency"), (UnflooredFeature, "silence")],
+    [(OffByOneFeature, "frame count"), (BatchNormalisedFeature, "batch consistency"), (UnflooredFeature, "silence"),
+     (RunningLevelFeature, "threads")],
 )
 def test_check_feature_names_the_broken_property(factory: Callable[..., nn.Module], check: str) -> None:
     with pytest.raises(ContractError) as caught:

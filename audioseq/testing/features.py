@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 from typing import Any, Callable, NoReturn
 
 import torch
@@ -29,7 +30,8 @@ def check_feature(factory: Callable[..., nn.Module], sample_rate: int = 16000, *
     non-decreasing, 0 for an empty clip, exact against ``forward`` for many lengths around the
     minimum and up to 1.5 s); ``min_samples``; output ``(B, T, dim)`` float32 and finite at
     several sample rates; fewer samples than one frame giving 0 frames or an error; a clip alone
-    vs zero-padded in a batch with a longer clip; determinism; silence; ``in_workers``.
+    vs zero-padded in a batch with a longer clip; determinism; the same frames and an unchanged
+    state when two threads call ``forward`` at once; silence; ``in_workers``.
 
     Args:
         factory: builds the feature, ``factory(sample_rate, **params) -> nn.Module``.
@@ -149,6 +151,34 @@ class _FeatureChecks:
         again = self.frames(batch)
         if max_diff(again, together) > 0:
             self.fail("determinism", "the same batch gave different frames twice", "draw no random numbers in eval mode")
+        self.threads(batch, together)
+
+    def threads(self, batch: Tensor, expected: Tensor) -> None:
+        """Prediction computes features in two threads at once."""
+        before = {k: v.clone() for k, v in self.feature.state_dict().items()}
+        results: list[Any] = [None, None]
+
+        def run(slot: int) -> None:
+            try:
+                results[slot] = self.frames(batch)
+            except Exception as exc:  # reported below, in the caller's thread
+                results[slot] = exc
+
+        workers = [threading.Thread(target=run, args=(slot,)) for slot in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        for out in results:
+            if not isinstance(out, Tensor) or out.shape != expected.shape or not bool(
+                    ((out - expected).abs() <= RELATIVE_TOLERANCE * expected.abs().clamp(min=1.0)).all()):
+                got = f"{type(out).__name__}: {out}" if isinstance(out, Exception) else "other frames"
+                self.fail("threads", f"two threads computing the same batch at once got {got}",
+                          "keep forward free of state changes: no caches filled or buffers updated while it runs")
+        after = self.feature.state_dict()
+        if before.keys() != after.keys() or any(not torch.equal(before[k], after[k]) for k in before):
+            self.fail("threads", "forward changed the module's state_dict",
+                      "keep forward free of state changes: prediction may run it from two threads at once")
 
     def silence(self, minimum: int) -> None:
         for n in (minimum, self.rate):
