@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -246,6 +247,17 @@ def test_a_decoder_running_out_of_memory_is_a_too_long_clip(
     monkeypatch.setattr(audio.sf, "read", out_of_memory)
     with pytest.raises(AudioTooLongError, match="memory"):
         read_audio(path, 16000)
+
+
+@pytest.mark.parametrize("rates", [(44100, 16000), (48000, 8000), (22050, 8000), (8000, 16000)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_resample_gives_torchaudios_samples_with_its_kernel_kept(rates: tuple[int, int], dtype: torch.dtype) -> None:
+    orig, new = rates
+    x = torch.randn(2, orig // 10, dtype=dtype)
+    expected = torchaudio.functional.resample(x, orig, new)
+    for _ in range(2):  # the kernel is built by the first call, reused by the second
+        got = resample(x, orig, new)
+        assert got.dtype == dtype and torch.equal(got, expected)
 
 
 def test_resample_is_identity_for_equal_rates_and_keeps_leading_dims() -> None:
