@@ -188,6 +188,7 @@ def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, b
     """Classify files and folders (searched recursively) with MODEL (a file or a bundled name).
 
     One row per input, in order; an input that cannot be classified is a row with its error.
+    With --output, a progress bar counts the inputs on stderr when it is a terminal.
     """
     from .classifier import load
 
@@ -197,7 +198,12 @@ def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, b
     failed = 0
     try:
         writer = _row_writer(fmt, stream, clf.labels, max(len(s) for s in sources))
-        for pred in clf.predict_iter(sources, batch_size=batch_size, num_workers=workers):
+        rows = clf.predict_iter(sources, batch_size=batch_size, num_workers=workers)
+        if output:  # the rows go to a file: a progress bar on stderr, shown only on a terminal
+            from tqdm import tqdm
+
+            rows = tqdm(rows, total=len(sources), desc="predicting", unit="clip", disable=None)
+        for pred in rows:
             failed += pred.error is not None
             writer(pred)
     finally:

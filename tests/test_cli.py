@@ -8,9 +8,15 @@ the validation of every registered component's parameters.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import os
 import pickle
+import pty
+import struct
+import subprocess
+import termios
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +31,7 @@ import audioseq
 from audioseq.cli import cli as click_group
 from audioseq.export import onnxruntime_available
 from audioseq.modelfile import METADATA_KEY, read_tensors, write_tensors
-from conftest import TINY_TRAIN_ARGS, cli_json, run_cli, sweep, write_wav
+from conftest import TINY_TRAIN_ARGS, cli_json, entry_point, run_cli, sweep, write_wav
 from corpus import BAD_CASES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -125,6 +131,35 @@ def test_jsonl_to_a_file_with_enough_max_errors(jsonl_run: Any, corpus_inputs: l
         if row["error"] is None:
             assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
             assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_progress_bar_counts_the_clips_on_a_terminal(tiny_model_file: Path, corpus_inputs: list[Path],
+                                                      tmp_path: Path) -> None:
+    """With --output the rows go to the file and stderr, when it is a terminal, shows progress;
+    when it is not (as in the test above), stderr stays free of it."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
+    out = tmp_path / "rows.jsonl"
+    try:
+        proc = subprocess.run(entry_point() + ["predict", str(tiny_model_file), *map(str, corpus_inputs), "--format",
+                              "jsonl", "--output", str(out), "--max-errors", "1000"],
+                              stdout=subprocess.PIPE, stderr=follower, timeout=300)
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal is closed once everything is read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0 and proc.stdout == b""
+    count = len(corpus_inputs)
+    assert b"predicting" in shown and f"{count}/{count}".encode() in shown, shown[-500:]
+    assert len(_jsonl_rows(out)) == count
 
 
 def test_one_failure_over_max_errors_exits_1_and_table_format_works(
