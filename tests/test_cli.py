@@ -17,6 +17,7 @@ import pty
 import struct
 import subprocess
 import termios
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -140,25 +141,31 @@ def test_a_progress_bar_counts_the_clips_on_a_terminal(tiny_model_file: Path, co
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
     out = tmp_path / "rows.jsonl"
+    shown = bytearray()
+
+    def read_terminal() -> None:  # read as the command writes, so a full terminal never blocks it
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # closed: everything has been read
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
     try:
         proc = subprocess.run(entry_point() + ["predict", str(tiny_model_file), *map(str, corpus_inputs), "--format",
                               "jsonl", "--output", str(out), "--max-errors", "1000"],
                               stdout=subprocess.PIPE, stderr=follower, timeout=300)
-        os.close(follower)
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal is closed once everything is read
-                break
-            if not chunk:
-                break
-            shown += chunk
     finally:
+        os.close(follower)
+        reader.join(timeout=30)
         os.close(leader)
     assert proc.returncode == 0 and proc.stdout == b""
     count = len(corpus_inputs)
-    assert b"predicting" in shown and f"{count}/{count}".encode() in shown, shown[-500:]
+    assert b"predicting" in shown and f"{count}/{count}".encode() in shown, bytes(shown[-500:])
     assert len(_jsonl_rows(out)) == count
 
 

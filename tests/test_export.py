@@ -189,8 +189,8 @@ def test_features_run_on_one_torch_thread_and_the_callers_setting_stays(monkeypa
         assert torch.get_num_threads() == 2  # the caller's setting is its own
     finally:
         torch.set_num_threads(before)
-    assert all(r.ok for r in rows) and len(seen) == 5
-    assert "audioseq-network" in {name for name, _ in seen}
+    assert all(r.ok for r in rows) and len(seen) == 5  # once a batch, in whichever thread
+    assert {name for name, _ in seen} <= {"MainThread", "audioseq-network"}
     assert {threads for _, threads in seen} == {1}
 
 
