@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from tqdm.auto import tqdm
+
 from .classifier import Classifier
 from .dataset import Dataset, Example
 from .metrics import summarize
@@ -24,13 +26,16 @@ def evaluate(
     """Accuracy, macro-F1, per-class recall and confusion matrix on labelled clips.
 
     Clips that cannot be read are reported under ``errors`` and left out of the scores;
-    labels the model does not know count as errors too.
+    labels the model does not know count as errors too. A progress bar shows on stderr when
+    it is a terminal.
     """
     examples = list(data.examples(split)) if hasattr(data, "examples") else list(data)
     index = {label: i for i, label in enumerate(classifier.labels)}
     known = [ex for ex in examples if ex.label in index]
     unknown = [ex for ex in examples if ex.label not in index]
-    preds = classifier.predict([ex.audio for ex in known], batch_size=batch_size)
+    sources = [ex.audio for ex in known]
+    rows = classifier.predict_iter(sources, batch_size=batch_size)
+    preds = list(tqdm(rows, total=len(sources), desc="evaluating", unit="clip", leave=False, disable=None))
     y_true, y_pred, errors = [], [], []
     for ex, pred in zip(known, preds):
         if pred.error is not None:

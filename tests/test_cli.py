@@ -134,13 +134,11 @@ def test_jsonl_to_a_file_with_enough_max_errors(jsonl_run: Any, corpus_inputs: l
             assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_a_progress_bar_counts_the_clips_on_a_terminal(tiny_model_file: Path, corpus_inputs: list[Path],
-                                                      tmp_path: Path) -> None:
-    """With --output the rows go to the file and stderr, when it is a terminal, shows progress;
-    when it is not (as in the test above), stderr stays free of it."""
+def _on_a_terminal(*args: Any) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """Run the command with stderr on a pseudo-terminal 100 columns wide: the process (stdout
+    captured) and what the terminal showed."""
     leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
-    out = tmp_path / "rows.jsonl"
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     shown = bytearray()
 
     def read_terminal() -> None:  # read as the command writes, so a full terminal never blocks it
@@ -156,16 +154,25 @@ def test_a_progress_bar_counts_the_clips_on_a_terminal(tiny_model_file: Path, co
     reader = threading.Thread(target=read_terminal)
     reader.start()
     try:
-        proc = subprocess.run(entry_point() + ["predict", str(tiny_model_file), *map(str, corpus_inputs), "--format",
-                              "jsonl", "--output", str(out), "--max-errors", "1000"],
-                              stdout=subprocess.PIPE, stderr=follower, timeout=300)
+        proc = subprocess.run(entry_point() + [str(a) for a in args], stdout=subprocess.PIPE, stderr=follower,
+                              timeout=300)
     finally:
         os.close(follower)
         reader.join(timeout=30)
         os.close(leader)
+    return proc, bytes(shown)
+
+
+def test_a_progress_bar_counts_the_clips_on_a_terminal(tiny_model_file: Path, corpus_inputs: list[Path],
+                                                      tmp_path: Path) -> None:
+    """With --output the rows go to the file and stderr, when it is a terminal, shows progress;
+    when it is not (as in the test above), stderr stays free of it."""
+    out = tmp_path / "rows.jsonl"
+    proc, shown = _on_a_terminal("predict", tiny_model_file, *corpus_inputs, "--format", "jsonl", "--output", out,
+                                 "--max-errors", "1000")
     assert proc.returncode == 0 and proc.stdout == b""
     count = len(corpus_inputs)
-    assert b"predicting" in shown and f"{count}/{count}".encode() in shown, bytes(shown[-500:])
+    assert b"predicting" in shown and f"{count}/{count}".encode() in shown, shown[-500:]
     assert len(_jsonl_rows(out)) == count
 
 
@@ -356,6 +363,14 @@ def test_evaluate_json_reproduces_the_test_scores(trained_cli: tuple[Any, Path])
     stored = json.loads(out.with_suffix(".metrics.json").read_text())["test"]
     assert result["confusion_matrix"] == stored["confusion_matrix"]
     assert result["accuracy"] == stored["accuracy"]
+
+
+def test_evaluate_shows_progress_on_a_terminal_and_keeps_stdout_for_the_report(trained_cli: tuple[Any, Path]) -> None:
+    _, out = trained_cli
+    proc, shown = _on_a_terminal("evaluate", out, "--dataset", "synthetic", "--dataset-opt", "per_class=12", "--json")
+    assert proc.returncode == 0 and b"evaluating" in shown, shown[-500:]
+    assert json.loads(proc.stdout)["accuracy"] == cli_json("evaluate", out, "--dataset", "synthetic", "--dataset-opt",
+                                                           "per_class=12", "--json")["accuracy"]
 
 
 def test_info_json_describes_the_model(trained_cli: tuple[Any, Path]) -> None:
