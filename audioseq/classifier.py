@@ -83,7 +83,7 @@ class _Job:
         if not self.future.cancel():
             return None
         with _one_torch_thread():
-            return self.function(*self.args).cpu()
+            return self.function(*self.args)
 
 
 class _NetworkRunner:
@@ -108,7 +108,8 @@ class _NetworkRunner:
 
     def __init__(self, classifier: "Classifier", background: bool = True, many: bool = False) -> None:
         self.classifier = classifier
-        self.background = background and classifier.runtime == "onnxruntime"
+        self.onnx = classifier.runtime == "onnxruntime"  # looked up once: it checks the weights
+        self.background = background and self.onnx
         self.many = many
         self.pool: ThreadPoolExecutor | None = None
         self.submitted = 0
@@ -119,7 +120,7 @@ class _NetworkRunner:
         """Batches' worth of clips to sort by length before batching: torch runs a batch
         padded to its longest clip, ONNX Runtime sorts within the batch (see
         :data:`~audioseq.export.RUN_GROUP`) and gains nothing from waiting for more clips."""
-        return 1 if self.classifier.runtime == "onnxruntime" else 8
+        return 1 if self.onnx else 8
 
     def __enter__(self) -> "_NetworkRunner":
         return self
@@ -131,7 +132,7 @@ class _NetworkRunner:
     def submit(self, batch: list[Item]) -> None:
         self.submitted += 1
         if not self.background or (self.submitted == 1 and not self.many):
-            self.inflight.append((batch, self._run(batch).cpu()))
+            self.inflight.append((batch, self._run(batch)))
             return
         if self.pool is None:
             self.pool = ThreadPoolExecutor(

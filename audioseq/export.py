@@ -257,22 +257,18 @@ class OnnxNetwork:
         """
         values = frames.detach().cpu().numpy()
         counts = lengths.detach().cpu().numpy().astype(np.int64)
-        if 0 < len(counts) <= RUN_GROUP:
-            feeds = {"frames": np.ascontiguousarray(values, dtype=np.float32), "lengths": counts}
-            return torch.from_numpy(self.session.run(["logits"], feeds)[0])
+        if len(counts) == 0:  # ONNX Runtime's recurrent operators crash on no clips
+            return torch.empty(0, self.num_classes)
+        if len(counts) <= RUN_GROUP:
+            return torch.from_numpy(self._run(values, counts))
+        logits = np.empty((len(counts), self.num_classes), dtype=np.float32)
         order = np.argsort(counts, kind="stable")
-        logits: np.ndarray | None = None
         for start in range(0, len(order), RUN_GROUP):
             group = order[start : start + RUN_GROUP]
-            longest = max(1, int(counts[group].max()))
-            feeds = {
-                "frames": np.ascontiguousarray(values[group, :longest], dtype=np.float32),
-                "lengths": counts[group],
-            }
-            out = self.session.run(["logits"], feeds)[0]
-            if logits is None:
-                logits = np.empty((len(order), out.shape[1]), dtype=np.float32)
-            logits[group] = out
-        if logits is None:  # no clips (ONNX Runtime's recurrent operators crash on those)
-            logits = np.empty((0, self.num_classes), dtype=np.float32)
+            logits[group] = self._run(values[group, : max(1, int(counts[group].max()))], counts[group])
         return torch.from_numpy(logits)
+
+    def _run(self, frames: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """One ONNX Runtime run: frames (B, T, F), lengths (B,) int64 → logits (B, C)."""
+        feeds = {"frames": np.ascontiguousarray(frames, dtype=np.float32), "lengths": lengths}
+        return self.session.run(["logits"], feeds)[0]
