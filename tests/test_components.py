@@ -426,6 +426,23 @@ def test_check_feature_names_the_broken_property(factory: Callable[..., nn.Modul
     assert caught.value.check == check
 
 
+class SelfPaddingFeature(LogMel):
+    """Pads every clip with one window of silence itself, so a single sample gives a frame."""
+
+    def num_frames(self, num_samples: Tensor) -> Tensor:
+        n = torch.as_tensor(num_samples, dtype=torch.long)
+        return torch.where(n > 0, super().num_frames(n + self.n_fft), torch.zeros_like(n))
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        count = int(self.num_frames(torch.tensor(waveform.shape[-1])))
+        return super().forward(torch.nn.functional.pad(waveform, (0, self.n_fft)))[:, :count]
+
+
+def test_check_feature_passes_a_feature_whose_first_frame_needs_one_sample() -> None:
+    assert int(SelfPaddingFeature(RATE).num_frames(torch.tensor(1))) == 1
+    check_feature(SelfPaddingFeature, sample_rate=RATE)
+
+
 class UnlistedLabelDataset(SyntheticDataset):
     def __init__(self, root: str | None = None) -> None:
         super().__init__(root, per_class=2)
