@@ -309,6 +309,7 @@ def test_teach_trains_on_tones_and_the_downloaded_model_loads(
     _collect(app, {"low": [tone(300, seed=s) for s in range(5)], "high": [tone(2000, seed=s) for s in range(5)]})
     assert [m.value for m in app.markdown if m.value.startswith("**5** examples")] == ["**5** examples"] * 2
     _small_network(app)
+    app.selectbox(key="keep.teach.feature").set_value("logmel").run()  # tones: a spectrogram tells them apart
     app.text_input(key="keep.teach.feature.logmel.f_max").set_value("not a number").run()
     app.button(key="teach.train").click().run(timeout=120)
     assert "f_max" in errors(app)[0] and "Training failed" in errors(app)[0]
@@ -425,6 +426,38 @@ def test_teach_draws_widgets_from_typed_parameters_of_every_cell_and_feature_plu
     assert app.number_input(key="keep.teach.cell.toy.steps").value == 3
     assert app.text_input(key="keep.teach.cell.toy.limit").value == ""
     assert app.text_input(key="keep.teach.cell.toy.sizes").value == "1, 2"
+
+
+class StandInEmbeddingPlugin:
+    @audioseq.hookimpl
+    def register_features(self, register: Callable[..., None]) -> None:
+        from audioseq.default_plugins.features import LogMel
+
+        register("speech-embedding", LogMel)
+
+
+def test_teach_starts_on_the_speech_embedding_when_it_is_installed_else_on_logmel(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from audioseq import plugins
+
+    installed = plugins.pm.get_plugin("speech-embedding")
+    change = (plugins.pm.unregister, plugins.pm.register) if installed else (plugins.pm.register, plugins.pm.unregister)
+    other = installed or StandInEmbeddingPlugin()
+
+    def first_feature(folder: str) -> str:
+        (tmp_path / folder).mkdir()
+        return on_page(start_app(monkeypatch, tmp_path / folder), "teach").selectbox(key="keep.teach.feature").value
+
+    assert first_feature("as-installed") == ("speech-embedding" if installed else "logmel")
+    change[0](other, **({} if installed else {"name": "speech-embedding"}))
+    plugins.refresh()
+    try:
+        assert first_feature("changed") == ("logmel" if installed else "speech-embedding")
+    finally:
+        change[1](other, **({"name": "speech-embedding"} if installed else {}))
+        plugins.refresh()
+    assert ("speech-embedding" in audioseq.list_features()) == bool(installed)
 
 
 # --- the launcher and its settings -----------------------------------------------------------
