@@ -27,11 +27,11 @@ class SpeechEmbedding(nn.Module):
     Args:
         sample_rate: the model's rate in Hz; the feature resamples to 16 kHz itself, so a model
             trained at 8 kHz keeps ignoring what lies above 4 kHz.
-        pad: seconds of silence added at each end (≥ 0.05); the windows around a short clip then
+        pad: seconds of silence added at each end, 0.05 to 10; the windows around a short clip then
             see it whole, with context on both sides, as they would in running speech.
     Raises:
         PluginError: the weights are not installed (the message says how to get them).
-        ValueError: a non-positive rate or ``pad`` below 0.05 s.
+        ValueError: a non-positive rate, or ``pad`` outside 0.05–10 s.
     """
 
     dim = DIM
