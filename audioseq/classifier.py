@@ -21,14 +21,13 @@ from .errors import ModelFileError, NonFiniteAudioError, ParameterError, Unknown
 from .model import SequenceClassifier
 from .modelfile import read_tensors, write_tensors
 from .pipeline import Frontend, Item, default_workers, iter_batches, iter_items
-from .plugins import build
+from .plugins import build, get_component, list_components
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
     from .export import OnnxNetwork
     from .inspection import Inspection
 
-MODELS_DIR = Path(__file__).parent / "models"
 
 Backend = Literal["auto", "torch", "onnxruntime"]
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime")
@@ -177,14 +176,18 @@ class _NetworkRunner:
 
 
 def bundled_models() -> list[str]:
-    """Names of the models shipped inside the package (``audioseq.load(name)``)."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors"))
+    """Names of the ready-trained models, sorted: the package's own (``digits``) and those
+    plugins register (``register_models``); ``audioseq.load(name)`` opens one."""
+    return list_components("model")
 
 
 def resolve_model(path_or_name: str | os.PathLike) -> Path:
+    """The file of a model: ``path_or_name`` itself when it exists, else the registered model."""
     path = Path(path_or_name)
     if not path.exists() and isinstance(path_or_name, str) and path_or_name in bundled_models():
-        return MODELS_DIR / f"{path_or_name}.safetensors"
+        model_path = get_component("model", path_or_name).path
+        assert model_path is not None
+        return model_path
     return path
 
 

@@ -72,6 +72,8 @@ def cli() -> None:
 @click.option("--lr", default=5e-3, show_default=True,
               help="Peak learning rate (AdamW, cosine schedule); 1e-3 when fine-tuning with --init unless given.")
 @click.option("--dropout", default=0.15, show_default=True)
+@click.option("--utterance-norm/--no-utterance-norm", default=True, show_default=True,
+              help="Subtract each clip's mean frame before the network (off for features normalised already).")
 @click.option("--sample-rate", type=int, default=None, help="Resample clips to this rate (default: the data's).")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Noise, gain, speed, SpecAugment.")
 @click.option("--seed", default=0, show_default=True)
@@ -110,7 +112,8 @@ def train(**o: Any) -> None:
     config = TrainConfig(
         feature=o["feature"], feature_params=feature_params, cell=o["cell"], cell_params=cell_params,
         hidden_size=o["hidden"], num_layers=o["layers"], bidirectional=o["bidirectional"],
-        pooling=o["pooling"], dropout=o["dropout"], sample_rate=o["sample_rate"], preprocess=preprocess,
+        pooling=o["pooling"], dropout=o["dropout"], utterance_norm=o["utterance_norm"],
+        sample_rate=o["sample_rate"], preprocess=preprocess,
         augment=augment if o["augment"] else None, epochs=o["epochs"], patience=o["patience"],
         batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"], device=o["device"],
     )
@@ -243,13 +246,14 @@ def _row_writer(fmt: str, stream: io.TextIOBase, labels: list[str], width: int) 
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def plugins(as_json: bool) -> None:
-    """Installed plugins: their cells, features and datasets with typed parameters."""
+    """Installed plugins: their cells, features and datasets with typed parameters, and models."""
     from .plugins import plugins_info
 
     info = plugins_info()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
+    width = max([16] + [len(c["name"]) for plugin in info for c in plugin["components"]])
     for plugin in info:
         version = f" {plugin['version']}" if plugin["version"] else ""
         click.echo(f"{plugin['name']}{version}" + (f"  hooks: {', '.join(plugin['hooks'])}" if plugin["hooks"] else ""))
@@ -257,7 +261,7 @@ def plugins(as_json: bool) -> None:
             click.secho(f"  BROKEN: {plugin['error']}", fg="red")
         for c in plugin["components"]:
             params = ", ".join(f"{p['name']}: {p['type']} = {p['default']!r}" for p in c["params"])
-            click.echo(f"  {c['kind']:<8} {c['name']:<16} {params}")
+            click.echo(f"  {c['kind']:<8} {c['name']:<{width}} {c['doc'] if c['kind'] == 'model' else params}")
 
 
 @cli.command()

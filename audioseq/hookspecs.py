@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 from pluggy import HookimplMarker, HookspecMarker
@@ -10,6 +11,7 @@ hookspec = HookspecMarker("audioseq")
 hookimpl = HookimplMarker("audioseq")
 
 Register = Callable[[str, Callable[..., Any]], None]
+RegisterModel = Callable[[str, "str | os.PathLike[str]"], None]
 
 
 @hookspec
@@ -44,4 +46,17 @@ def register_datasets(register: Register) -> None:
     """Register datasets: ``factory(root: str | None, **params)``.
 
     The object has ``labels: list[str]`` and ``examples(split=None) -> Sequence[Example]``.
+    """
+
+
+@hookspec
+def register_models(register: RegisterModel) -> None:
+    """Register ready-trained models: ``register(name, path)``, a ``.safetensors`` model file.
+
+    Ship the file inside the plugin's package (package data) with its model card as
+    ``NAME.md`` beside it; ``audioseq.load(name)`` then opens it like any model file (the
+    features and cells it names must be registered), ``audioseq plugins`` lists it with the
+    first sentence of its card, and the app offers it. A path that is not a file makes the
+    hook fail (the plugin is reported broken); a name registered twice is an error naming
+    both plugins.
     """

@@ -14,7 +14,9 @@ import dataclasses
 import importlib
 import importlib.metadata
 import os
+import re
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import pluggy
@@ -23,12 +25,13 @@ from . import hookspecs
 from .errors import PluginError, UnknownComponentError
 from .params import Param, declared_params, validate
 
-Kind = Literal["cell", "feature", "dataset"]
-KINDS: tuple[Kind, ...] = ("cell", "feature", "dataset")
+Kind = Literal["cell", "feature", "dataset", "model"]
+KINDS: tuple[Kind, ...] = ("cell", "feature", "dataset", "model")
 _HOOKS: dict[Kind, str] = {
     "cell": "register_cells",
     "feature": "register_features",
     "dataset": "register_datasets",
+    "model": "register_models",
 }
 _POSITIONAL: dict[Kind, int] = {"cell": 2, "feature": 1, "dataset": 1}
 
@@ -36,32 +39,62 @@ DEFAULT_PLUGINS = (
     "audioseq.default_plugins.cells",
     "audioseq.default_plugins.features",
     "audioseq.default_plugins.datasets",
+    "audioseq.default_plugins.models",
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class Component:
-    """A registered cell, feature or dataset."""
+    """A registered cell, feature or dataset (``factory``), or a ready-trained model (``path``)."""
 
     kind: Kind
     name: str
-    factory: Callable[..., Any]
+    factory: Callable[..., Any] | None
     plugin: str
     params: tuple[Param, ...]
+    path: Path | None = None
 
     @property
     def doc(self) -> str:
-        text = (self.factory.__doc__ or "").strip()
+        if self.path is not None:  # a model: its card's (NAME.md beside it) first sentence
+            return _card_summary(self.path.with_suffix(".md"))
+        text = (getattr(self.factory, "__doc__", None) or "").strip()
         return text.splitlines()[0] if text else ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": self.kind,
             "name": self.name,
             "plugin": self.plugin,
             "doc": self.doc,
             "params": [p.to_json() for p in self.params],
         }
+        if self.path is not None:
+            out["path"] = str(self.path)
+        return out
+
+
+def _card_summary(card: Path) -> str:
+    """The first sentence (up to ``. `` or ``: ``) of a model card's first paragraph."""
+    if not card.is_file():
+        return ""
+    paragraph: list[str] = []
+    for line in card.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.strip() and not line.startswith("#"):
+            paragraph.append(line.strip())
+        elif paragraph:
+            break
+    text = " ".join(paragraph)
+    return re.split(r"(?<=\.) |: ", text, maxsplit=1)[0]
+
+
+def _component(kind: Kind, name: str, what: Any, plugin: str) -> Component:
+    """The registry entry for ``register(name, what)`` from ``plugin``; PluginError if unusable."""
+    if kind != "model":
+        return Component(kind, name, what, plugin, tuple(declared_params(what, _POSITIONAL[kind])))
+    if not isinstance(what, (str, os.PathLike)) or not Path(what).is_file():
+        raise PluginError(f"plugin {plugin!r} registered model {name!r} at {what!r}, which is not a file")
+    return Component(kind, name, None, plugin, (), Path(what).resolve())
 
 
 @dataclasses.dataclass
@@ -135,7 +168,7 @@ def _build() -> dict[Kind, dict[str, Component]]:
         for impl in reversed(hook.get_hookimpls()):
             plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
 
-            def register(name: str, factory: Callable[..., Any], _p: str = plugin_name, _k: Kind = kind) -> None:
+            def register(name: str, factory: Any, _p: str = plugin_name, _k: Kind = kind) -> None:
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"plugin {_p!r} registered a {_k} without a name")
                 existing = registry[_k].get(name)
@@ -144,9 +177,7 @@ def _build() -> dict[Kind, dict[str, Component]]:
                         f"{_k} {name!r} is registered twice: by plugin {existing.plugin!r} "
                         f"and by plugin {_p!r}"
                     )
-                registry[_k][name] = Component(
-                    _k, name, factory, _p, tuple(declared_params(factory, _POSITIONAL[_k]))
-                )
+                registry[_k][name] = _component(_k, name, factory, _p)
 
             try:
                 impl.function(register=register)

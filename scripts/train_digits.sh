@@ -5,7 +5,7 @@
 #
 #   scripts/train_digits.sh [RECORDINGS_DIR]     (default: ../shared/data/fsdd/recordings)
 #
-# Needs espeak-ng and flite (apt-get install espeak-ng flite) for the synthetic voices, which
+# Needs espeak-ng, flite and festival for the synthetic voices (scripts/fsdd_training_set.sh), which
 # join the training split only; validation and test are recordings. The recipe is the commands
 # below; with one torch thread it is deterministic for its seeds on the same machine and
 # synthesiser versions.
@@ -16,8 +16,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
 
-python scripts/synth_speech.py "$work/voices" --per-word 200 --seed 0
-python scripts/fsdd_manifest.py "$recordings" "$work/fsdd.csv" --no-groups --extra "$work/voices"
+scripts/fsdd_training_set.sh "$recordings" "$work"
 audioseq train --dataset manifest --data "$work/fsdd.csv" --out "$work/digits.safetensors" \
     --features mfcc --feature-opt n_mfcc=13 --feature-opt f_min=100 --sample-rate 8000 \
     --cell gru --hidden 56 --layers 2 --bidirectional --pooling attention \

@@ -7,11 +7,12 @@ tested with a stand-in for the Streamlit process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import sys
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 import pytest
@@ -30,8 +31,9 @@ from conftest import REPO  # noqa: E402
 
 APP = REPO / "ui" / "app.py"
 FOLDER_MODEL = "tiny.safetensors (models folder)"
+PLUGIN_DIGITS = "digits-speech-embedding (speech-embedding plugin)"  # the speech-embedding plugin's model
 # Clips of the official FSDD test split (recording index < 5), four digits and speakers, for
-# the bundled digits model.
+# the ready-trained digits models.
 BUNDLED_CLIPS = {"3": "3_jackson_0.wav", "6": "6_theo_2.wav", "9": "9_nicolas_1.wav", "4": "4_jackson_2.wav"}
 RUN_TIMEOUT = 60  # seconds per script run; a cold start imports torch and draws charts
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -167,13 +169,14 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
 # --- Classify --------------------------------------------------------------------------------
 
 
-def test_bundled_digits_model_is_the_default_and_labels_fsdd_clips(
-    monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path
+@pytest.mark.parametrize("model", ["digits (bundled)", PLUGIN_DIGITS])
+def test_the_ready_digits_models_label_fsdd_clips(
+    monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, model: str
 ) -> None:
-    if "digits" not in audioseq.bundled_models():
-        pytest.skip("no bundled digits model (audioseq/models/digits.safetensors)")
     at = start_app(monkeypatch, digits.folder)
-    assert at.sidebar.selectbox(key="keep.model").value == "digits (bundled)"
+    if model not in at.sidebar.selectbox(key="keep.model").options:
+        pytest.skip(f"{model} is not installed")
+    at.sidebar.selectbox(key="keep.model").set_value(model).run()
     for digit, name in BUNDLED_CLIPS.items():
         upload(at, "classify.upload", {name: (fsdd / name).read_bytes()})
         assert metric(at, "Prediction") == digit, name
@@ -223,7 +226,9 @@ def test_uploaded_model_is_offered_and_selected_and_the_choice_survives_page_swi
     app: AppTest, digits: DigitModel
 ) -> None:
     options = app.sidebar.selectbox(key="keep.model").options
-    assert options == [f"{name} (bundled)" for name in audioseq.bundled_models()] + [FOLDER_MODEL]
+    ready = {"digits": "digits (bundled)", "digits-speech-embedding": PLUGIN_DIGITS}
+    assert sorted(options) == sorted([ready[name] for name in audioseq.bundled_models()] + [FOLDER_MODEL])
+    assert options[-1] == FOLDER_MODEL  # ready-trained models first
     app.sidebar.file_uploader(key="model_upload").set_value(
         ("mine.safetensors", digits.path.read_bytes(), "application/octet-stream")
     ).run()
@@ -340,7 +345,7 @@ def test_teach_fine_tunes_the_chosen_model_on_some_of_its_labels(
 ) -> None:
     app = teach_app
     digits = audioseq.load("digits")
-    assert app.sidebar.selectbox(key="keep.model").value == "digits (bundled)"
+    app.sidebar.selectbox(key="keep.model").set_value("digits (bundled)").run()
     app.radio(key="keep.teach.start").set_value("the chosen model, fine-tuned on these examples").run()
     assert not app.exception
     assert not [w for w in app.selectbox if w.key == "keep.teach.cell"]  # the chosen model decides the network
@@ -429,35 +434,71 @@ def test_teach_draws_widgets_from_typed_parameters_of_every_cell_and_feature_plu
 
 
 class StandInEmbeddingPlugin:
+    """Stands in for the speech-embedding plugin where it is not installed: its feature and model names."""
+
     @audioseq.hookimpl
     def register_features(self, register: Callable[..., None]) -> None:
         from audioseq.default_plugins.features import LogMel
 
         register("speech-embedding", LogMel)
 
+    @audioseq.hookimpl
+    def register_models(self, register: Callable[..., None]) -> None:
+        from audioseq import plugins
+
+        register("digits-speech-embedding", plugins.get_component("model", "digits").path)
+
+
+@contextlib.contextmanager
+def speech_embedding_toggled() -> Iterator[bool]:
+    """The speech-embedding plugin taken out when it is installed, else a stand-in put in.
+
+    Yields whether the plugin was installed; puts everything back afterwards."""
+    from audioseq import plugins
+
+    installed = plugins.pm.get_plugin("speech-embedding")
+    if installed:
+        plugins.pm.unregister(installed)
+    else:
+        plugins.pm.register(StandInEmbeddingPlugin(), name="speech-embedding")
+    plugins.refresh()
+    try:
+        yield bool(installed)
+    finally:
+        if installed:
+            plugins.pm.register(installed, name="speech-embedding")
+        else:
+            plugins.pm.unregister(name="speech-embedding")
+        plugins.refresh()
+
 
 def test_teach_starts_on_the_speech_embedding_when_it_is_installed_else_on_logmel(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from audioseq import plugins
-
-    installed = plugins.pm.get_plugin("speech-embedding")
-    change = (plugins.pm.unregister, plugins.pm.register) if installed else (plugins.pm.register, plugins.pm.unregister)
-    other = installed or StandInEmbeddingPlugin()
-
     def first_feature(folder: str) -> str:
         (tmp_path / folder).mkdir()
         return on_page(start_app(monkeypatch, tmp_path / folder), "teach").selectbox(key="keep.teach.feature").value
 
+    installed = "speech-embedding" in audioseq.list_features()
     assert first_feature("as-installed") == ("speech-embedding" if installed else "logmel")
-    change[0](other, **({} if installed else {"name": "speech-embedding"}))
-    plugins.refresh()
-    try:
+    with speech_embedding_toggled():
         assert first_feature("changed") == ("logmel" if installed else "speech-embedding")
-    finally:
-        change[1](other, **({"name": "speech-embedding"} if installed else {}))
-        plugins.refresh()
-    assert ("speech-embedding" in audioseq.list_features()) == bool(installed)
+    assert ("speech-embedding" in audioseq.list_features()) == installed
+
+
+def test_the_app_starts_on_the_speech_embedding_digits_when_installed_else_on_digits(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def first_model(folder: str) -> str:
+        (tmp_path / folder).mkdir()
+        return start_app(monkeypatch, tmp_path / folder).sidebar.selectbox(key="keep.model").value
+
+    shipped = "digits-speech-embedding" in audioseq.bundled_models()
+    assert first_model("as-installed") == (PLUGIN_DIGITS if shipped else "digits (bundled)")
+    with speech_embedding_toggled() as installed:
+        assert first_model("changed") == ("digits (bundled)" if installed else PLUGIN_DIGITS)
+        assert "digits (bundled)" in start_app(monkeypatch, tmp_path / "changed").sidebar.selectbox(key="keep.model").options
+    assert ("digits-speech-embedding" in audioseq.bundled_models()) == shipped
 
 
 # --- the launcher and its settings -----------------------------------------------------------

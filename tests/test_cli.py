@@ -411,10 +411,11 @@ def test_train_on_a_folder_dataset(tmp_path: Path) -> None:
     clips = _wav_tree(tmp_path / "clips")
     out = tmp_path / "folder.safetensors"
     proc = run_cli("train", "--dataset", "folder", "--data", tmp_path / "clips", "--out", out,
-                   "--epochs", "1", "--hidden", "8", "--layers", "1")
+                   "--epochs", "1", "--hidden", "8", "--layers", "1", "--no-utterance-norm")
     assert proc.returncode == 0, proc.stderr
     clf = audioseq.load(out)
     assert clf.labels == ["hiss", "hum"] and clf.sample_rate == 8000
+    assert clf.spec.network.utterance_norm is False  # the default (True) is in the defaults test
     metrics = json.loads(out.with_suffix(".metrics.json").read_text())
     assert metrics["train_clips"] + metrics["valid"]["count"] == sum(len(v) for v in clips.values())
     assert "test" not in metrics  # the folder has no test/ split
@@ -538,5 +539,5 @@ def test_train_defaults_are_the_engine_defaults() -> None:
     pairs = {"feature": "feature", "cell": "cell", "hidden": "hidden_size", "layers": "num_layers",
              "bidirectional": "bidirectional", "pooling": "pooling", "epochs": "epochs", "patience": "patience",
              "batch_size": "batch_size", "lr": "lr", "dropout": "dropout", "sample_rate": "sample_rate",
-             "seed": "seed", "device": "device"}
+             "seed": "seed", "device": "device", "utterance_norm": "utterance_norm"}
     assert {k: option[k] for k in pairs} == {k: getattr(engine, v) for k, v in pairs.items()}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import audioseq
-from audioseq.classifier import MODELS_DIR
+from audioseq.default_plugins.models import MODELS_DIR
 from conftest import run_cli
 
 pytestmark = [pytest.mark.fsdd, pytest.mark.usefixtures("one_thread")]

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -31,7 +32,7 @@ import audioseq
 from audioseq import hookimpl, hookspecs, plugins
 from audioseq.cli import cli as audioseq_cli
 from audioseq.errors import ParameterError, PluginError, UnknownComponentError
-from audioseq.hookspecs import Register
+from audioseq.hookspecs import Register, RegisterModel
 from audioseq.scaffold import KINDS, ScaffoldError, package_name, render, scaffold_plugin
 from audioseq.training import TrainConfig
 
@@ -207,6 +208,105 @@ def test_a_duplicate_name_names_both_plugins(throwaway: str) -> None:
         with pytest.raises(PluginError, match="'throwaway-cell'") as caught:
             audioseq.list_cells()
         assert "'throwaway'" in str(caught.value) and "'impostor'" in str(caught.value)
+
+
+# --- ready-trained models shipped by a plugin -----------------------------------------------
+
+
+class ModelShipper:
+    def __init__(self, name: str, path: Path) -> None:
+        self.name, self.path = name, path
+
+    @hookimpl
+    def register_models(self, register: RegisterModel) -> None:
+        register(self.name, self.path)
+
+
+@pytest.fixture()
+def shipped(tmp_path: Path) -> Iterator[Path]:
+    """The bundled digits model copied into a plugin's folder and registered as ``shipped-digits``."""
+    folder = tmp_path / "package" / "models"
+    folder.mkdir(parents=True)
+    path = folder / "shipped-digits.safetensors"
+    shutil.copyfile(plugins.get_component("model", "digits").path, path)
+    (folder / "shipped-digits.md").write_text(
+        "# Model card: `shipped-digits`\n\nDigits from a plugin: for the tests. More\nwords.\n\n## Data\n"
+    )
+    with registered(ModelShipper("shipped-digits", path), "shipper"):
+        yield path
+
+
+def test_the_built_in_model_registers_through_the_model_hook() -> None:
+    component = plugins.get_component("model", "digits")
+    assert component.plugin == "audioseq.default_plugins.models"
+    assert component.path is not None and component.path.name == "digits.safetensors"
+    assert audioseq.bundled_models() == sorted(plugins.registry()["model"])
+
+
+def test_a_plugin_model_loads_by_name_and_predicts_like_its_file(shipped: Path, tmp_path: Path) -> None:
+    assert "shipped-digits" in audioseq.bundled_models() and "digits" in audioseq.bundled_models()
+    clf = audioseq.load("shipped-digits", backend="torch")
+    assert Path(clf.path) == shipped.resolve()
+    wave = np.sin(2 * math.pi * 300 * np.arange(6000) / 8000).astype(np.float32) * np.hanning(6000).astype(np.float32)
+    ours = clf.predict([(wave, 8000)])[0]
+    theirs = audioseq.load("digits", backend="torch").predict([(wave, 8000)])[0]
+    assert ours.error is None and ours.probabilities == pytest.approx(theirs.probabilities, abs=1e-6)
+    clip = tmp_path / "clip.wav"
+    import soundfile as sf
+
+    sf.write(clip, wave, 8000)
+    result = CliRunner().invoke(audioseq_cli, ["predict", "shipped-digits", str(clip), "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["label"] == theirs.label
+
+
+def test_the_plugins_command_lists_a_plugin_model_with_its_card(shipped: Path) -> None:
+    result = CliRunner().invoke(audioseq_cli, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    entry = next(p for p in json.loads(result.stdout) if p["name"] == "shipper")
+    assert entry["hooks"] == ["register_models"] and entry["error"] is None
+    assert entry["components"] == [{
+        "kind": "model", "name": "shipped-digits", "plugin": "shipper", "doc": "Digits from a plugin",
+        "params": [], "path": str(shipped.resolve()),
+    }]
+    listing = CliRunner().invoke(audioseq_cli, ["plugins"])
+    assert re.search(r"model +shipped-digits +Digits from a plugin$", listing.output, re.M), listing.output
+
+
+def test_a_model_without_a_card_has_no_summary(shipped: Path) -> None:
+    shipped.with_suffix(".md").unlink()
+    plugins.refresh()
+    assert plugins.get_component("model", "shipped-digits").doc == ""
+
+
+def test_a_model_path_that_is_not_a_file_reports_the_plugin_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plugins, "broken", [])
+    with registered(ModelShipper("ghost", tmp_path / "missing.safetensors"), "ghostly"):
+        with pytest.warns(UserWarning, match="skipping plugin 'ghostly'.*'ghost'.*not a file"):
+            names = audioseq.bundled_models()
+        assert "ghost" not in names and "digits" in names
+        entry = next(p for p in plugins.plugins_info() if p["name"] == "ghostly")
+        assert "missing.safetensors" in entry["error"]
+        monkeypatch.setenv("AUDIOSEQ_STRICT_PLUGINS", "1")
+        plugins.refresh()
+        with pytest.raises(PluginError, match="plugin 'ghostly'.*not a file"):
+            audioseq.bundled_models()
+
+
+def test_a_model_name_registered_twice_names_both_plugins(tmp_path: Path) -> None:
+    with registered(ModelShipper("digits", plugins.get_component("model", "digits").path), "twin"):
+        with pytest.raises(PluginError, match="model 'digits' is registered twice") as caught:
+            audioseq.bundled_models()
+        assert "'twin'" in str(caught.value) and "'audioseq.default_plugins.models'" in str(caught.value)
+
+
+def test_an_existing_file_wins_over_a_model_name(shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("shipped-digits").write_bytes(b"not a model")
+    with pytest.raises(audioseq.ModelFileError, match="shipped-digits"):
+        audioseq.load("shipped-digits")
 
 
 def test_parameters_are_converted_and_checked(throwaway: str) -> None:
@@ -410,7 +510,7 @@ def test_an_empty_allow_list_loads_no_entry_points(dists: dict[str, Path]) -> No
     report = probe([dists["fake"], dists["broken"], dists["raising"]], AUDIOSEQ_LOAD_PLUGINS="")
     assert report["warnings"] == []
     assert all(name.startswith("audioseq.") for name in report["by_name"])
-    assert len(report["by_name"]) == 3
+    assert len(report["by_name"]) == 4  # cells, features, datasets, models
     assert "gru" in report["listing"] and "synthetic" in report["listing"]
 
 

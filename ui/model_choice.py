@@ -19,6 +19,7 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 import audioseq
+from audioseq import plugins
 
 from clips import named
 from session import KEEP, default
@@ -28,6 +29,9 @@ TAUGHT_LABEL = "taught on the Teach page"
 _UPLOADED = "uploaded_models"  # session key: label -> Classifier, for this session only
 _CHOICE = KEEP + "model"
 _LOAD_ERRORS = (audioseq.AudioseqError, OSError)  # ModelFileError, UnknownComponentError, ...
+# The model the pages start on when it is installed: the digits on the speech-embedding plugin's
+# feature recognise new voices best (BENCHMARKS.md); else the first ready-trained model.
+PREFERRED_MODELS = ("digits-speech-embedding",)
 
 
 def models_dir() -> Path | None:
@@ -53,11 +57,18 @@ def load_model_bytes(digest: str, data: bytes) -> audioseq.Classifier:
         return audioseq.load(path)
 
 
+def ready_model_label(name: str) -> str:
+    """How the picker names a ready-trained model: ``(bundled)`` or ``(PLUGIN plugin)``."""
+    plugin = plugins.get_component("model", name).plugin
+    return f"{name} (bundled)" if plugin.startswith("audioseq.") else f"{name} ({plugin} plugin)"
+
+
 def available_models() -> dict[str, Callable[[], audioseq.Classifier]]:
-    """Choice label -> loader, bundled models first."""
+    """Choice label -> loader, ready-trained models first (the preferred one at the top)."""
     options: dict[str, Callable[[], audioseq.Classifier]] = {}
-    for name in audioseq.bundled_models():
-        options[f"{name} (bundled)"] = lambda name=name: load_model(name, 0.0)
+    rank = {name: i for i, name in enumerate(PREFERRED_MODELS)}
+    for name in sorted(audioseq.bundled_models(), key=lambda n: rank.get(n, len(rank))):
+        options[ready_model_label(name)] = lambda name=name: load_model(name, 0.0)
     folder = models_dir()
     if folder is not None and folder.is_dir():
         for path in sorted(folder.glob("*.safetensors")):
