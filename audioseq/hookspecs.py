@@ -37,7 +37,10 @@ def register_features(register: Register) -> None:
 
     The module has ``dim: int``, ``num_frames(num_samples: LongTensor) -> LongTensor`` and
     ``forward(waveform: (B, N)) -> frames: (B, T, dim)``. Prediction may call ``forward`` from
-    two threads at once, so it must not change the module's state.
+    two threads at once, so it must not change the module's state. Optionally
+    ``frame_seconds(num_frames: int) -> (T,)``: each frame's centre in seconds from the clip's
+    start, for the time axes of ``Classifier.inspect`` and the app (without it they come from
+    ``hop_length`` and ``n_fft`` attributes, else frames are taken as evenly spread).
     """
 
 

@@ -157,6 +157,8 @@ def _prefix_logits(model: SequenceClassifier, normalised: Tensor) -> Tensor:
 
 def _frame_times(feature: nn.Module, num_frames: int, num_samples: int, sample_rate: int) -> Tensor:
     """Centre of each frame in seconds (T,)."""
+    if callable(seconds := getattr(feature, "frame_seconds", None)):  # the feature knows its framing
+        return torch.as_tensor(seconds(num_frames), dtype=torch.float32)
     hop, n_fft = getattr(feature, "hop_length", None), getattr(feature, "n_fft", None)
     t = torch.arange(num_frames, dtype=torch.float64)
     if hop is not None and n_fft is not None:

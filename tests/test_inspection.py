@@ -160,6 +160,19 @@ def test_frame_times_are_frame_centres() -> None:
     assert float(ins.frame_times[-1]) < ins.waveform.numel() / RATE
 
 
+def test_a_feature_that_states_its_frame_times_is_believed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``frame_seconds`` (optional in the feature contract) wins over hop and window, and over
+    the even spread assumed for a feature that states neither."""
+    clf = _classifier("gru", False, "last")
+    feature = clf.frontend.feature
+    stated = lambda n: torch.arange(n, dtype=torch.float32) * 0.05 - 0.2  # noqa: E731
+    monkeypatch.setattr(feature, "frame_seconds", stated, raising=False)
+    ins = clf.inspect(_clip())
+    assert torch.equal(ins.frame_times, stated(ins.frames.shape[0]))
+    spread = inspection._frame_times(torch.nn.Identity(), 4, 8000, RATE)  # states neither
+    assert torch.allclose(spread, torch.tensor([0.125, 0.375, 0.625, 0.875]))
+
+
 def test_bad_clips_raise_typed_errors(tmp_path: Path) -> None:
     clf = _classifier("gru", False, "last")
     with pytest.raises(UnreadableAudioError) as missing:

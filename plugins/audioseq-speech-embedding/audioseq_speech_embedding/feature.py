@@ -8,7 +8,7 @@ import torch
 from audioseq.audio import resample
 from torch import Tensor, nn
 
-from .network import DIM, HOP, RATE, STRIDE, EmbeddingNetwork, LogMel, embedding_frames, mel_frames
+from .network import DIM, HOP, N_FFT, RATE, STRIDE, WINDOW, EmbeddingNetwork, LogMel, embedding_frames, mel_frames
 from .weights import load_weights, weights_dir
 
 
@@ -55,6 +55,16 @@ class SpeechEmbedding(nn.Module):
     def hop_seconds(self) -> float:
         """Seconds between embeddings (0.08)."""
         return STRIDE * HOP / RATE
+
+    def frame_seconds(self, num_frames: int) -> Tensor:
+        """Centre of each embedding's window (T,), in seconds from the clip's start.
+
+        Window t spans 16 kHz samples ``[t·1280, t·1280 + 12,512)`` of the padded clip; the first
+        centres lie in the silence before the clip (negative) for ``pad`` above 0.39 s.
+        """
+        t = torch.arange(num_frames, dtype=torch.float64)
+        centre = t * STRIDE * HOP + ((WINDOW - 1) * HOP + N_FFT) / 2 - self.pad_samples
+        return (centre / RATE).float()
 
     def _resampled_length(self, n: Tensor) -> Tensor:
         return (n * RATE + self.sample_rate - 1) // self.sample_rate  # ceil(n · 16000 / rate), as resample gives

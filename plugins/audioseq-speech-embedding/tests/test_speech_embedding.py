@@ -121,6 +121,25 @@ def test_gradients_reach_the_waveform_and_the_frames_are_the_same() -> None:
         assert torch.allclose(feature(wave), out.detach(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("pad", [0.5, 0.1])
+def test_frame_seconds_are_the_centres_of_the_samples_each_embedding_hears(pad: float) -> None:
+    """The samples a frame's gradient reaches are the ones it hears: for a frame whose window
+    lies inside the clip, their midpoint is the frame's stated centre."""
+    feature = make(RATE, pad=pad)
+    clip = torch.from_numpy(voiced(2.0, RATE)).unsqueeze(0).requires_grad_(True)
+    frames = feature(clip)[0]
+    seconds = feature.frame_seconds(frames.shape[0])
+    assert seconds.shape == (frames.shape[0],)
+    assert torch.allclose(seconds.diff(), torch.full((frames.shape[0] - 1,), feature.hop_seconds))
+    inside = [t for t in range(frames.shape[0]) if seconds[t] - 0.4 > 0 and seconds[t] + 0.4 < 2.0]
+    assert len(inside) >= 5
+    for t in inside[:: max(1, len(inside) // 5)]:
+        (grad,) = torch.autograd.grad(frames[t].sum(), clip, retain_graph=True)
+        heard = grad[0].nonzero().squeeze(1)
+        midpoint = (float(heard[0]) + float(heard[-1]) + 1) / 2 / RATE
+        assert midpoint == pytest.approx(float(seconds[t]), abs=2 / RATE)
+
+
 @pytest.mark.parametrize("pad", [0.0, 0.04, 11.0, float("nan")])
 def test_a_pad_out_of_range_is_a_value_error(pad: float) -> None:
     with pytest.raises(ValueError, match="pad must be between 0.05 and 10 s"):
@@ -186,3 +205,4 @@ def test_model_files_keep_only_the_networks_own_weights(tmp_path: Path) -> None:
     for a, b in zip(classifier.predict(inputs), again.predict(inputs)):
         assert a.error is None and a.label == b.label
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+
