@@ -51,8 +51,9 @@ pytestmark = [
 def model(fsdd: Path, tmp_path_factory: pytest.TempPathFactory, one_thread: Any) -> tuple[Path, dict[str, Path]]:
     """(--models folder, digit -> clip the default model gets right).
 
-    The default model is the bundled ``digits`` one when it is there; otherwise the tiny 0/1
-    model of test_app, the only one offered.
+    The default model is a ready-trained digits model when there is one (``digits``, or the
+    speech-embedding plugin's ``digits-speech-embedding`` when it is installed); otherwise the
+    tiny 0/1 model of test_app, the only one offered.
     """
     from test_app import train_digit_model
 

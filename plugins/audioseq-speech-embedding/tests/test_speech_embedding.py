@@ -206,3 +206,34 @@ def test_model_files_keep_only_the_networks_own_weights(tmp_path: Path) -> None:
         assert a.error is None and a.label == b.label
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
 
+
+# --- the ready-trained model: digits-speech-embedding ----------------------------------------
+
+FSDD = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fsdd" / "recordings"
+
+
+def test_ships_its_digits_model_through_the_model_hook() -> None:
+    component = get_component("model", "digits-speech-embedding")
+    assert component.plugin == "speech-embedding"
+    assert component.path is not None and component.path.with_suffix(".md").is_file()
+    assert "spoken-digit" in component.doc
+    clf = audioseq.load("digits-speech-embedding")
+    assert clf.labels == [str(d) for d in range(10)] and clf.sample_rate == 8000
+    assert clf.spec.feature == "speech-embedding" and clf.num_parameters() <= 100_000
+    assert component.path.stat().st_size < 300_000  # the network alone, not the embedding
+
+
+def test_the_digits_model_recognises_the_official_fsdd_test_split() -> None:
+    """The 250 clips of recording index 0-4: all five speakers were heard in training, these
+    clips were not. The model card states the measured figure; this guards the file."""
+    import re
+
+    from audioseq.evaluation import evaluate
+
+    if not FSDD.is_dir():
+        pytest.skip(f"FSDD recordings not found at {FSDD}")
+    test = [audioseq.Example(str(p), p.name[0], "test") for p in sorted(FSDD.glob("*.wav"))
+            if (m := re.match(r"\d_[a-z]+_(\d+)\.wav$", p.name)) and int(m.group(1)) < 5]
+    assert len(test) == 250
+    metrics = evaluate(audioseq.load("digits-speech-embedding"), test)
+    assert metrics["accuracy"] >= 0.99, metrics["accuracy"]
