@@ -52,7 +52,7 @@ def cli() -> None:
     \b
     audioseq predict digits clip.wav          the bundled spoken-digit model
     audioseq train --dataset folder --data clips/ --out model.safetensors
-    audioseq plugins                          cells, features, datasets and their plugins
+    audioseq plugins                          cells, features, datasets, models, their plugins
     """
 
 
