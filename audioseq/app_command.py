@@ -1,4 +1,4 @@
-"""``audioseq app``: start the Streamlit app (an optional extra) on the bundled model."""
+"""``audioseq app``: start the Streamlit app (an optional extra) on the ready-trained models."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def app_root() -> Path:
     "models_dir",
     default=None,
     type=click.Path(exists=True, file_okay=False, resolve_path=True),
-    help="Folder of .safetensors models to offer besides the bundled ones.",
+    help="Folder of .safetensors models to offer besides the ready-trained ones.",
 )
 def app(port: int, models_dir: str | None) -> None:
     """Start the web app: classify clips, teach a recurrent network, look inside it."""
