@@ -1,4 +1,5 @@
-"""Which model the pages use: bundled, from the ``--models`` folder, uploaded, or taught here.
+"""Which model the pages use: ready-trained (bundled or from a plugin), from the ``--models`` folder,
+uploaded, or taught here.
 
 Model files are read with ``audioseq.load``, which parses safetensors tensors and a JSON
 description only and never runs code from the file, so an uploaded model is as safe to open
@@ -44,7 +45,7 @@ def models_dir() -> Path | None:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=16)
 def load_model(path_or_name: str, modified: float) -> audioseq.Classifier:
-    """A bundled model by name, or a model file; ``modified`` (mtime) reloads a rewritten file."""
+    """A ready-trained model by name, or a model file; ``modified`` (mtime) reloads a rewritten file."""
     return audioseq.load(path_or_name)
 
 
