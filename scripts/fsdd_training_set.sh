@@ -5,7 +5,7 @@
 #
 #   scripts/fsdd_training_set.sh RECORDINGS_DIR DIR
 #
-# Needs espeak-ng, flite and festival (with festvox-kallpc16k and festvox-kdlpc16k).
+# Needs espeak-ng and flite (scripts/synth_speech.py leaves festival out unless asked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python scripts/synth_speech.py "$2/voices" --per-word 200 --seed 0

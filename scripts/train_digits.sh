@@ -5,7 +5,7 @@
 #
 #   scripts/train_digits.sh [RECORDINGS_DIR]     (default: ../shared/data/fsdd/recordings)
 #
-# Needs espeak-ng, flite and festival for the synthetic voices (scripts/fsdd_training_set.sh), which
+# Needs espeak-ng and flite for the synthetic voices (scripts/fsdd_training_set.sh), which
 # join the training split only; validation and test are recordings. The recipe is the commands
 # below; with one torch thread it is deterministic for its seeds on the same machine and
 # synthesiser versions.

@@ -6,10 +6,10 @@
 #   plugins/audioseq-speech-embedding/scripts/train_digits.sh [RECORDINGS_DIR]
 #                                                  (default: ../shared/data/fsdd/recordings)
 #
-# Run from the repository root, with audioseq and this plugin installed. Needs espeak-ng, flite
-# and festival (with festvox-kallpc16k and festvox-kdlpc16k) for the synthetic voices, which
-# join the training split only; validation and test are recordings. The recipe is the one
-# measured on unseen speakers in BENCHMARKS.md ("A representation learned from many speakers").
+# Needs audioseq and this plugin installed, and espeak-ng and flite for the synthetic voices
+# (scripts/fsdd_training_set.sh), which join the training split only; validation and test are
+# recordings. The recipe is the one measured on unseen speakers in BENCHMARKS.md ("A
+# representation learned from many speakers").
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 recordings="${1:-../shared/data/fsdd/recordings}"
