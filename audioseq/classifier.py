@@ -21,7 +21,7 @@ from .errors import ModelFileError, NonFiniteAudioError, ParameterError, Unknown
 from .model import SequenceClassifier
 from .modelfile import read_tensors, write_tensors
 from .pipeline import Frontend, Item, default_workers, iter_batches, iter_items
-from .plugins import build, get_component, list_components
+from .plugins import build, list_components, registry
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -184,10 +184,10 @@ def bundled_models() -> list[str]:
 def resolve_model(path_or_name: str | os.PathLike) -> Path:
     """The file of a model: ``path_or_name`` itself when it exists, else the registered model."""
     path = Path(path_or_name)
-    if not path.exists() and isinstance(path_or_name, str) and path_or_name in bundled_models():
-        model_path = get_component("model", path_or_name).path
-        assert model_path is not None
-        return model_path
+    if not path.exists() and isinstance(path_or_name, str):
+        model = registry()["model"].get(path_or_name)
+        if model is not None and model.path is not None:
+            return model.path
     return path
 
 

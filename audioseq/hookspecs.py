@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 from pluggy import HookimplMarker, HookspecMarker
@@ -12,6 +13,12 @@ hookimpl = HookimplMarker("audioseq")
 
 Register = Callable[[str, Callable[..., Any]], None]
 RegisterModel = Callable[[str, "str | os.PathLike[str]"], None]
+
+
+def register_model_files(register: RegisterModel, folder: str | os.PathLike[str]) -> None:
+    """Register every ``NAME.safetensors`` in ``folder`` as the model ``NAME``, in name order."""
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        register(path.stem, path)
 
 
 @hookspec

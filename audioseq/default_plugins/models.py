@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..hookspecs import RegisterModel, hookimpl
+from ..hookspecs import RegisterModel, hookimpl, register_model_files
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 @hookimpl
 def register_models(register: RegisterModel) -> None:
-    for path in sorted(MODELS_DIR.glob("*.safetensors")):
-        register(path.stem, path)
+    register_model_files(register, MODELS_DIR)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audioseq.hookspecs import Register, RegisterModel, hookimpl
+from audioseq.hookspecs import Register, RegisterModel, hookimpl, register_model_files
 
 from .feature import SpeechEmbedding
 
@@ -28,5 +28,4 @@ def register_features(register: Register) -> None:
 
 @hookimpl
 def register_models(register: RegisterModel) -> None:
-    for path in sorted(MODELS.glob("*.safetensors")):
-        register(path.stem, path)
+    register_model_files(register, MODELS)
