@@ -117,6 +117,15 @@ def teach_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AppTest:
     return on_page(start_app(monkeypatch, tmp_path / "models"), "teach")
 
 
+def start_on_ready_model(monkeypatch: pytest.MonkeyPatch, models: Path, model: str) -> AppTest:
+    """The app with the ready-trained ``model`` picked; skips when it is not installed."""
+    at = start_app(monkeypatch, models)
+    if model not in at.sidebar.selectbox(key="keep.model").options:
+        pytest.skip(f"{model} is not installed")
+    at.sidebar.selectbox(key="keep.model").set_value(model).run()
+    return at
+
+
 @pytest.fixture()
 def app(monkeypatch: pytest.MonkeyPatch, digits: DigitModel) -> AppTest:
     """The app on the tiny digit model from the models folder (bundled models come first)."""
@@ -173,10 +182,7 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
 def test_the_ready_digits_models_label_fsdd_clips(
     monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, model: str
 ) -> None:
-    at = start_app(monkeypatch, digits.folder)
-    if model not in at.sidebar.selectbox(key="keep.model").options:
-        pytest.skip(f"{model} is not installed")
-    at.sidebar.selectbox(key="keep.model").set_value(model).run()
+    at = start_on_ready_model(monkeypatch, digits.folder, model)
     for digit, name in BUNDLED_CLIPS.items():
         upload(at, "classify.upload", {name: (fsdd / name).read_bytes()})
         assert metric(at, "Prediction") == digit, name
@@ -288,6 +294,22 @@ def test_inside_unrolls_the_clip_shows_gates_and_compares_gradients(app: AppTest
     assert charts_drawn(app) == 10
     app.slider(key="inside.steps").set_value(40).run()
     assert not app.exception
+
+
+@pytest.mark.parametrize("model", ["digits (bundled)", PLUGIN_DIGITS])
+def test_inside_points_to_finer_frames_when_a_clip_unrolls_into_few_steps(
+    monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, model: str
+) -> None:
+    at = start_on_ready_model(monkeypatch, digits.folder, model)
+    upload(on_page(at, "inside"), "inside.upload", {"3_theo_0.wav": (fsdd / "3_theo_0.wav").read_bytes()})
+    assert metric(at, "Prediction") == "3"
+    notes = [i.value for i in at.info if "unrolls into" in i.value]
+    if model == PLUGIN_DIGITS:  # 0.77 s windows every 80 ms: 6 steps over this short clip
+        assert notes == ["This model reads a frame every 80 ms, so over this clip the network unrolls into "
+                         "only 6 steps. `digits (bundled)` reads one every 10 ms: pick it in the sidebar "
+                         "to watch the recurrence over more steps."]
+    else:  # 10 ms frames: 21 steps
+        assert notes == []
 
 
 # --- Teach -----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+import torch
 from torch import Tensor
 
 import audioseq
@@ -12,10 +13,33 @@ from audioseq.inspection import Inspection
 import charts
 import clips
 import views
-from model_choice import pick_model
+from model_choice import load_model, pick_model, ready_model_label
 
 CELLS = ("rnn", "lstm", "gru")
 HIDDEN = 32  # units of the untrained cells compared
+FEW_STEPS = 16  # fewer frames than this and the page suggests a model on finer frames
+
+
+def frames_per_second(classifier: audioseq.Classifier) -> float:
+    """How many frames the model's feature makes of each further second of audio (over 10 s)."""
+    rate = classifier.sample_rate
+    counts = classifier.frontend.feature.num_frames(torch.tensor([10 * rate, 20 * rate]))
+    return float(counts[1] - counts[0]) / 10
+
+
+def finer_model_note(classifier: audioseq.Classifier, steps: int) -> str | None:
+    """For a clip unrolled into few steps: the ready-trained model on the finest frames, if it
+    reads at least twice as many a second as ``classifier`` (None when there is no such model)."""
+    if steps >= FEW_STEPS:
+        return None
+    rate = frames_per_second(classifier)
+    finest = max(((frames_per_second(load_model(name, 0.0)), name) for name in audioseq.bundled_models()),
+                 default=(0.0, ""))
+    if finest[0] < 2 * rate:
+        return None
+    return (f"This model reads a frame every {1000 / rate:.0f} ms, so over this clip the network unrolls "
+            f"into only {steps} steps. `{ready_model_label(finest[1])}` reads one every "
+            f"{1000 / finest[0]:.0f} ms: pick it in the sidebar to watch the recurrence over more steps.")
 
 
 @st.cache_data(show_spinner="Measuring gradients…", max_entries=16)
@@ -32,7 +56,8 @@ def _directions(tensor: Tensor) -> dict[str, Tensor]:
             for l in range(layers) for d in range(directions)}
 
 
-def _unrolled(inspection: Inspection, feature: str) -> None:
+def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
+    feature = classifier.spec.feature
     st.header("Unrolled in time")
     st.markdown(
         "The same recurrent neuron is applied at every frame: it reads the frame $x_t$ and its own "
@@ -40,6 +65,8 @@ def _unrolled(inspection: Inspection, feature: str) -> None:
         "the same weights. The classifier is *many-to-one*: it answers once, from the states of "
         "the whole clip. Reading the answer out after every frame gives the *many-to-many* view."
     )
+    if note := finer_model_note(classifier, len(inspection.frame_times)):
+        st.info(note)
     st.altair_chart(
         charts.heatmap(inspection.frames, inspection.frame_times, f"{feature} bin", "x_t", scheme="magma"),
         width="stretch",
@@ -90,7 +117,7 @@ def _your_clip(classifier: audioseq.Classifier) -> None:
     if inspection is None or result.prediction is None:
         return
     views.answer(result.prediction, result.clip)
-    _unrolled(inspection, classifier.spec.feature)
+    _unrolled(inspection, classifier)
     st.header("Gates")
     st.markdown("Gates are sigmoid units between 0 (closed) and 1 (open) that decide, per hidden "
                 "unit and frame, what is forgotten, written and shown.")
