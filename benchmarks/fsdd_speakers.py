@@ -8,6 +8,9 @@
 - higher voice: the official test clips played 1.2x faster (pitch and formants 1.2x higher,
   0.83x as long), a rough stand-in for a smaller vocal tract than the five adult men's. The
   training augmentation's speed perturbation stops at 1.1x.
+- recording conditions: the official test clips with white noise at 20 and 10 dB below the
+  clip's RMS level, in a synthetic room (RT60 0.3 and 0.6 s; the reverberation the training
+  augmentation can add, off by default), and played 0.85x as fast (a lower voice).
 
 Usage: python benchmarks/fsdd_speakers.py [--recipe JSON] [--speakers a,b] [--out results.json]
                                           [--extra-train DIR] [--save-models DIR]
@@ -32,7 +35,7 @@ import torch
 import audioseq
 
 from audioseq.audio import resample
-from audioseq.augment import Augment
+from audioseq.augment import Augment, reverberate, room_impulse
 from audioseq.dataset import Example, stratified_split
 from audioseq.evaluation import evaluate
 from audioseq.preprocess import Preprocess
@@ -65,13 +68,17 @@ def with_extra(exs: list[Example], extra: Path | None, config: TrainConfig) -> l
     return train_ex + valid + [e for e in exs if e.split == "test"] + clips
 
 
-def browser_like(exs: list[Example], seed: int = 0) -> list[Example]:
+def _read(ex: Example) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
+    return sf.read(ex.audio, dtype="float32")
+
+
+def browser_like(exs: list[Example], seed: int = 0) -> list[Example]:
     rng = np.random.default_rng(seed)
     out = []
     for ex in exs:
-        wave, sr = sf.read(ex.audio, dtype="float32")
+        wave, sr = _read(ex)
         wave48 = resample(torch.from_numpy(wave), sr, 48000).numpy()
         rms = max(float(np.sqrt(np.mean(wave48**2))), 1e-4)
         pads = [int(rng.uniform(0.3, 1.0) * 48000) for _ in range(2)]
@@ -83,13 +90,44 @@ def browser_like(exs: list[Example], seed: int = 0) -> list[Example]:
 
 def higher_voice(exs: list[Example], factor: float = 1.2) -> list[Example]:
     """Each clip played ``factor`` times faster: resampled to rate/factor, read at the rate."""
-    import soundfile as sf
-
     out = []
     for ex in exs:
-        wave, sr = sf.read(ex.audio, dtype="float32")
+        wave, sr = _read(ex)
         out.append(Example((resample(torch.from_numpy(wave), sr, round(sr / factor)).numpy(), sr), ex.label, ex.split, ex.group))
     return out
+
+
+def noisy(exs: list[Example], snr_db: float, seed: int = 0) -> list[Example]:
+    """White noise over each whole clip, ``snr_db`` below the clip's RMS level."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for ex in exs:
+        wave, sr = _read(ex)
+        rms = float(np.sqrt(np.mean(wave**2)))
+        noise = rng.standard_normal(wave.size).astype(np.float32) * rms * 10 ** (-snr_db / 20)
+        out.append(Example((wave + noise, sr), ex.label, ex.split, ex.group))
+    return out
+
+
+def in_a_room(exs: list[Example], rt60: float, seed: int = 0) -> list[Example]:
+    """Each clip convolved with a synthetic room impulse response of reverberation time ``rt60`` s."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for ex in exs:
+        wave, sr = _read(ex)
+        wet = reverberate(torch.from_numpy(wave), room_impulse(rt60, sr, g))
+        out.append(Example((wet.numpy(), sr), ex.label, ex.split, ex.group))
+    return out
+
+
+# name -> (view of the test clips for a seed, seeds to draw): the random views are drawn 3 times.
+CONDITIONS = {
+    "noise_20db": (lambda exs, seed: noisy(exs, 20, seed), (0, 1, 2)),
+    "noise_10db": (lambda exs, seed: noisy(exs, 10, seed), (0, 1, 2)),
+    "room_rt60_0.3s": (lambda exs, seed: in_a_room(exs, 0.3, seed), (0, 1, 2)),
+    "room_rt60_0.6s": (lambda exs, seed: in_a_room(exs, 0.6, seed), (0, 1, 2)),
+    "lower_voice_0.85x": (lambda exs, seed: higher_voice(exs, 0.85), (0,)),
+}
 
 
 def confusions(metrics: dict, least: int = 3) -> list[str]:
@@ -142,6 +180,10 @@ def main() -> None:
             }
         results["official"]["browser_like_accuracy"] = evaluate(clf, browser_like(test))["accuracy"]
         results["official"]["higher_voice_accuracy"] = evaluate(clf, higher_voice(test))["accuracy"]
+        results["official"]["conditions_accuracy"] = {  # one accuracy per seed drawn
+            name: [evaluate(clf, view(test, seed))["accuracy"] for seed in seeds]
+            for name, (view, seeds) in CONDITIONS.items()
+        }
         results["official"]["parameters"] = clf.num_parameters()
         print("official", results["official"], flush=True)
     loso, mistakes = {}, {}
