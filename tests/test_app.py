@@ -35,6 +35,10 @@ PLUGIN_DIGITS = "digits-speech-embedding (speech-embedding plugin)"  # the speec
 # Clips of the official FSDD test split (recording index < 5), four digits and speakers, for
 # the ready-trained digits models.
 BUNDLED_CLIPS = {"3": "3_jackson_0.wav", "6": "6_theo_2.wav", "9": "9_nicolas_1.wav", "4": "4_jackson_2.wav"}
+# What the Inside page says of the speech-embedding digits on a short clip (3_theo_0.wav).
+FINER_FRAMES_NOTE = ("This model reads a frame every 80 ms, so over this clip the network unrolls into only 6 "
+                     "steps. `digits (bundled)` reads one every 10 ms: pick it in the sidebar to watch the "
+                     "recurrence over more steps.")
 RUN_TIMEOUT = 60  # seconds per script run; a cold start imports torch and draws charts
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -305,11 +309,35 @@ def test_inside_points_to_finer_frames_when_a_clip_unrolls_into_few_steps(
     assert metric(at, "Prediction") == "3"
     notes = [i.value for i in at.info if "unrolls into" in i.value]
     if model == PLUGIN_DIGITS:  # 0.77 s windows every 80 ms: 6 steps over this short clip
-        assert notes == ["This model reads a frame every 80 ms, so over this clip the network unrolls into "
-                         "only 6 steps. `digits (bundled)` reads one every 10 ms: pick it in the sidebar "
-                         "to watch the recurrence over more steps."]
+        assert notes == [FINER_FRAMES_NOTE]
     else:  # 10 ms frames: 21 steps
         assert notes == []
+
+
+def test_inside_passes_over_a_ready_model_that_cannot_be_loaded(
+    monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, tmp_path: Path
+) -> None:
+    from audioseq import plugins
+
+    scrambled = tmp_path / "scrambled.safetensors"
+    scrambled.write_bytes(b"not a model file " * 20)
+
+    class ScrambledModelPlugin:
+        @audioseq.hookimpl
+        def register_models(self, register: Callable[..., None]) -> None:
+            register("scrambled", str(scrambled))
+
+    plugins.pm.register(ScrambledModelPlugin(), name="scrambled-model")
+    plugins.refresh()
+    try:
+        at = start_on_ready_model(monkeypatch, digits.folder, PLUGIN_DIGITS)
+        upload(on_page(at, "inside"), "inside.upload", {"3_theo_0.wav": (fsdd / "3_theo_0.wav").read_bytes()})
+        assert "scrambled (scrambled-model plugin)" in at.sidebar.selectbox(key="keep.model").options
+        assert metric(at, "Prediction") == "3"
+        assert [i.value for i in at.info if "unrolls into" in i.value] == [FINER_FRAMES_NOTE]
+    finally:
+        plugins.pm.unregister(name="scrambled-model")
+        plugins.refresh()
 
 
 # --- Teach -----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ TAUGHT = "taught_model"  # session key: the Classifier trained on the Teach page
 TAUGHT_LABEL = "taught on the Teach page"
 _UPLOADED = "uploaded_models"  # session key: label -> Classifier, for this session only
 _CHOICE = KEEP + "model"
-_LOAD_ERRORS = (audioseq.AudioseqError, OSError)  # ModelFileError, UnknownComponentError, ...
+LOAD_ERRORS = (audioseq.AudioseqError, OSError)  # ModelFileError, UnknownComponentError, ...
 # The model the pages start on when it is installed: the digits on the speech-embedding plugin's
 # feature recognise new voices best (BENCHMARKS.md); else the first ready-trained model.
 PREFERRED_MODELS = ("digits-speech-embedding",)
@@ -90,7 +90,7 @@ def _add_uploaded_model(upload: UploadedFile) -> None:
     digest = hashlib.sha256(data).hexdigest()
     try:
         classifier = load_model_bytes(digest, data)
-    except _LOAD_ERRORS as exc:
+    except LOAD_ERRORS as exc:
         st.error(named(name, f"cannot be used as a model: {getattr(exc, 'reason', exc)}"))
         return
     label = f"{name} (uploaded)"
@@ -124,7 +124,7 @@ def pick_model() -> audioseq.Classifier | None:
         label = choice_box.selectbox("Model", labels, key=_CHOICE)
         try:
             classifier = options[label]()
-        except _LOAD_ERRORS as exc:
+        except LOAD_ERRORS as exc:
             choice_box.error(named(label, f"cannot be loaded: {getattr(exc, 'reason', exc)}"))
             return None
         choice_box.caption(describe(classifier))

@@ -13,7 +13,7 @@ from audioseq.inspection import Inspection
 import charts
 import clips
 import views
-from model_choice import load_model, pick_model, ready_model_label
+from model_choice import LOAD_ERRORS, load_model, pick_model, ready_model_label
 
 CELLS = ("rnn", "lstm", "gru")
 HIDDEN = 32  # units of the untrained cells compared
@@ -33,8 +33,13 @@ def finer_model_note(classifier: audioseq.Classifier, steps: int) -> str | None:
     if steps >= FEW_STEPS:
         return None
     rate = frames_per_second(classifier)
-    finest = max(((frames_per_second(load_model(name, 0.0)), name) for name in audioseq.bundled_models()),
-                 default=(0.0, ""))
+    rates = []
+    for name in audioseq.bundled_models():
+        try:
+            rates.append((frames_per_second(load_model(name, 0.0)), name))
+        except LOAD_ERRORS:  # the picker reports a model that cannot be loaded; here it is skipped
+            continue
+    finest = max(rates, default=(0.0, ""))
     if finest[0] < 2 * rate:
         return None
     return (f"This model reads a frame every {1000 / rate:.0f} ms, so over this clip the network unrolls "
