@@ -281,6 +281,19 @@ def test_unusable_uploaded_model_gets_an_error_naming_it(
     assert metric(app, "Prediction") == "0"
 
 
+def test_charts_name_every_class_and_keep_the_legend_beside_the_plot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "ui"))
+    import charts
+
+    ten = {str(d): 0.1 for d in range(10)}
+    bars = charts.probabilities(ten, "3").to_dict()
+    assert bars["encoding"]["y"]["axis"]["labelOverlap"] is False  # no class label thinned out
+    assert bars["height"] >= 24 * len(ten)
+    for count, columns in ((4, 1), (8, 1), (10, 2), (20, 3)):  # at most 8 entries a column
+        lines = charts.over_time({str(d): np.zeros(5) for d in range(count)}, np.arange(5), "p").to_dict()
+        assert lines["encoding"]["color"]["legend"]["columns"] == columns, count
+
+
 # --- Inside the RNN --------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 MAX_COLUMNS = 120
 MAX_UNITS = 32  # gate rows shown: the units whose activation varies most over the clip
 WAVE_POINTS = 1000
+LEGEND_ROWS = 8  # most entries in one column of a line chart's legend
 
 
 def _np(x: Any) -> np.ndarray:
@@ -79,9 +80,10 @@ def probabilities(probs: Mapping[str, float], predicted: str | None) -> alt.Char
     """One bar per class, the predicted one highlighted."""
     data = pd.DataFrame({"class": list(probs), "probability": list(probs.values())})
     data["predicted"] = data["class"] == predicted
-    return alt.Chart(data, height=max(120, 22 * len(data))).mark_bar().encode(
+    return alt.Chart(data, height=max(120, 24 * len(data))).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("class:N", sort=list(probs), title=None),
+        # Every class named, however many: a thinned-out axis would hide which bar is which.
+        y=alt.Y("class:N", sort=list(probs), title=None, axis=alt.Axis(labelOverlap=False)),
         color=alt.Color("predicted:N", legend=None,
                         scale=alt.Scale(domain=[False, True], range=["#94a3b8", "#2563eb"])),
         tooltip=["class", alt.Tooltip("probability:Q", format=".3f")],
@@ -99,10 +101,13 @@ def over_time(series: Mapping[str, Any], times: Any, y_title: str, emphasis: str
     width = alt.value(1.5)
     if emphasis is not None:
         width = alt.condition(alt.datum.series == emphasis, alt.value(3.5), alt.value(1.2))
+    # The legend must fit beside the plot: a legend taller than the chart is cut off at its foot.
+    legend = alt.Legend(columns=-(-len(series) // LEGEND_ROWS), symbolLimit=0)
     return alt.Chart(data, height=height).mark_line().encode(
         x=alt.X("x:Q", title=x_title),
         y=alt.Y("y:Q", title=y_title, scale=alt.Scale(type="log") if log else alt.Scale()),
-        color=alt.Color("series:N", title=None, sort=list(series), scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color("series:N", title=None, sort=list(series), scale=alt.Scale(scheme="tableau10"),
+                        legend=legend),
         strokeWidth=width,
         tooltip=["series:N", alt.Tooltip("x:Q", title=x_title, format=".3g"), alt.Tooltip("y:Q", format=".3g")],
     )
