@@ -48,3 +48,34 @@ def test_the_batch_example_writes_one_row_per_clip_in_order_with_errors_as_rows(
             assert row[1:4] == ["", "", "UnreadableAudioError"] and row[4]
         else:
             assert row[1] in labels and 0.0 < float(row[2]) <= 1.0 and row[3:] == ["", ""]
+
+
+def tone(path: Path, freq: float, rate: int, seconds: float = 0.6) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (0.3 * np.sin(2 * np.pi * freq * t) * np.hanning(t.size)).astype(np.float32)
+    sf.write(path, wave, rate)
+    return wave
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/inside-the-rnn.md"])
+def test_the_examples_run_in_order_on_clips_of_the_names_they_use(
+    page: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each page's blocks run one after the other, as a reader would paste them."""
+    blocks = python_blocks(REPO / page)
+    assert blocks
+    for name, freq, rate in (("a.wav", 400, 8000), ("b.flac", 900, 16000), ("clip.wav", 600, 44100)):
+        tone(tmp_path / name, freq, rate)
+    namespace: dict = {"waveform": tone(tmp_path / "spare.wav", 1500, 16000)}  # README's (waveform, 16000)
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, page, "exec"), namespace)
+
+    clf, ins = namespace["clf"], namespace["ins"]
+    assert ins.frame_probabilities.shape == (len(ins.frames), len(clf.labels))
+    if page == "README.md":
+        assert [p.error for p in namespace["preds"]] == [None, None, None]
+    else:
+        assert ins.label == clf.predict("clip.wav")[0].label  # "the same answer as clf.predict"
+        assert set(namespace["grads"]) == {"rnn", "lstm", "gru"}
+        assert namespace["per_frame"].shape == (len(ins.frames),)
