@@ -85,7 +85,7 @@ def cli() -> None:
 @click.option("--cell-opt", multiple=True, metavar="K=V", help="Cell parameter (repeatable).")
 @click.option("--feature-opt", multiple=True, metavar="K=V", help="Feature parameter (repeatable).")
 @click.option("--dataset-opt", multiple=True, metavar="K=V", help="Dataset parameter (repeatable).")
-@click.option("--augment-opt", multiple=True, metavar="K=V", help="Augmentation setting, e.g. warp=0.9,1.1.")
+@click.option("--augment-opt", multiple=True, metavar="K=V", help="Augmentation setting, e.g. reverb_p=0.4 (40% of clips in a synthetic room) or snr_db=10,40; a wrong name lists the settings.")
 @click.option("--preprocess-opt", multiple=True, metavar="K=V", help="Preprocessing setting, e.g. trim_db=35.")
 @_friendly
 def train(**o: Any) -> None:
