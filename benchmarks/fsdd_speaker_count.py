@@ -24,9 +24,7 @@ import numpy as np
 
 from audioseq.training import train
 
-from fsdd_speakers import NAME, examples, make_config
-
-SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo")
+from fsdd_speakers import NAME, SPEAKERS, examples, make_config
 
 
 def subsets(others: list[str], k: int, count: int, rng: random.Random) -> list[tuple[str, ...]]:

@@ -44,6 +44,7 @@ from audioseq.training import TrainConfig, train
 from common import FSDD, fsdd_files
 
 NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav$")
+SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo")
 
 
 def examples(test_speakers: set[str] | None = None, groups: bool = False) -> list[Example]:
@@ -150,7 +151,7 @@ def make_config(recipe: dict) -> TrainConfig:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipe", default="{}")
-    parser.add_argument("--speakers", default="george,jackson,lucas,nicolas,theo")
+    parser.add_argument("--speakers", default=",".join(SPEAKERS))
     parser.add_argument("--skip-official", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--group-validation", action="store_true")

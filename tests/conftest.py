@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -53,6 +54,20 @@ def write_wav(path: Path, wave: np.ndarray, rate: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, wave, rate, subtype="PCM_16")
     return path
+
+
+@contextlib.contextmanager
+def registered(plugin: object, name: str) -> Iterator[None]:
+    """``plugin`` registered as ``name`` for the block, with the component registry rebuilt."""
+    from audioseq import plugins
+
+    plugins.pm.register(plugin, name=name)
+    plugins.refresh()
+    try:
+        yield
+    finally:
+        plugins.pm.unregister(name=name)
+        plugins.refresh()
 
 
 # --- models -----------------------------------------------------------------------------

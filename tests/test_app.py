@@ -27,7 +27,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 import audioseq  # noqa: E402
 from audioseq.cli import cli as audioseq_cli  # noqa: E402
 from audioseq.modelfile import read_tensors, write_tensors  # noqa: E402
-from conftest import REPO  # noqa: E402
+from conftest import REPO, registered  # noqa: E402
 
 APP = REPO / "ui" / "app.py"
 FOLDER_MODEL = "tiny.safetensors (models folder)"
@@ -330,8 +330,6 @@ def test_inside_points_to_finer_frames_when_a_clip_unrolls_into_few_steps(
 def test_inside_passes_over_a_ready_model_that_cannot_be_loaded(
     monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, tmp_path: Path
 ) -> None:
-    from audioseq import plugins
-
     scrambled = tmp_path / "scrambled.safetensors"
     scrambled.write_bytes(b"not a model file " * 20)
 
@@ -340,17 +338,12 @@ def test_inside_passes_over_a_ready_model_that_cannot_be_loaded(
         def register_models(self, register: Callable[..., None]) -> None:
             register("scrambled", str(scrambled))
 
-    plugins.pm.register(ScrambledModelPlugin(), name="scrambled-model")
-    plugins.refresh()
-    try:
+    with registered(ScrambledModelPlugin(), "scrambled-model"):
         at = start_on_ready_model(monkeypatch, digits.folder, PLUGIN_DIGITS)
         upload(on_page(at, "inside"), "inside.upload", {"3_theo_0.wav": (fsdd / "3_theo_0.wav").read_bytes()})
         assert "scrambled (scrambled-model plugin)" in at.sidebar.selectbox(key="keep.model").options
         assert metric(at, "Prediction") == "3"
         assert [i.value for i in at.info if "unrolls into" in i.value] == [FINER_FRAMES_NOTE]
-    finally:
-        plugins.pm.unregister(name="scrambled-model")
-        plugins.refresh()
 
 
 # --- Teach -----------------------------------------------------------------------------------
@@ -461,17 +454,10 @@ class ToyPlugin:
 
 
 @pytest.fixture()
-def toy_plugin() -> Any:
-    from audioseq import plugins
-
+def toy_plugin() -> Iterator[ToyPlugin]:
     plugin = ToyPlugin()
-    plugins.pm.register(plugin, name="toy-plugin")
-    plugins.refresh()
-    try:
+    with registered(plugin, "toy-plugin"):
         yield plugin
-    finally:
-        plugins.pm.unregister(plugin)
-        plugins.refresh()
 
 
 def test_teach_draws_widgets_from_typed_parameters_of_every_cell_and_feature_plugins_included(

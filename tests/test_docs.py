@@ -6,11 +6,9 @@ import csv
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-from conftest import REPO
+from conftest import REPO, sweep, write_wav
 
 DOCS = REPO / "docs"
 
@@ -24,12 +22,8 @@ def test_the_batch_example_writes_one_row_per_clip_in_order_with_errors_as_rows(
 ) -> None:
     (example,) = python_blocks(DOCS / "batch.md")
     folder = tmp_path / "recordings"
-    (folder / "b" / "c").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    clips = [folder / "a.wav", folder / "b" / "c" / "d.flac", folder / "b" / "e.wav"]
-    for i, path in enumerate(clips):
-        t = np.arange(4000 + 1000 * i) / 8000
-        sf.write(path, (0.3 * np.sin(2 * np.pi * 300 * (i + 1) * t) + 0.01 * rng.standard_normal(t.size)), 8000)
+    for i, name in enumerate(("a.wav", "b/c/d.flac", "b/e.wav")):
+        write_wav(folder / name, sweep(0.5 + 0.125 * i, 8000, seed=i), 8000)
     (folder / "b" / "broken.wav").write_bytes(b"RIFF" + bytes(40))
     (folder / "notes.txt").write_text("not a clip\n")
     monkeypatch.chdir(tmp_path)
@@ -50,13 +44,6 @@ def test_the_batch_example_writes_one_row_per_clip_in_order_with_errors_as_rows(
             assert row[1] in labels and 0.0 < float(row[2]) <= 1.0 and row[3:] == ["", ""]
 
 
-def tone(path: Path, freq: float, rate: int, seconds: float = 0.6) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    wave = (0.3 * np.sin(2 * np.pi * freq * t) * np.hanning(t.size)).astype(np.float32)
-    sf.write(path, wave, rate)
-    return wave
-
-
 @pytest.mark.parametrize("page", ["README.md", "docs/inside-the-rnn.md"])
 def test_the_examples_run_in_order_on_clips_of_the_names_they_use(
     page: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -64,9 +51,9 @@ def test_the_examples_run_in_order_on_clips_of_the_names_they_use(
     """Each page's blocks run one after the other, as a reader would paste them."""
     blocks = python_blocks(REPO / page)
     assert blocks
-    for name, freq, rate in (("a.wav", 400, 8000), ("b.flac", 900, 16000), ("clip.wav", 600, 44100)):
-        tone(tmp_path / name, freq, rate)
-    namespace: dict = {"waveform": tone(tmp_path / "spare.wav", 1500, 16000)}  # README's (waveform, 16000)
+    for seed, (name, rate) in enumerate((("a.wav", 8000), ("b.flac", 16000), ("clip.wav", 44100))):
+        write_wav(tmp_path / name, sweep(0.6, rate, seed=seed), rate)
+    namespace: dict = {"waveform": sweep(0.6, 16000, seed=3)}  # README's (waveform, 16000)
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, page, "exec"), namespace)

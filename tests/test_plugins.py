@@ -8,7 +8,6 @@ variables runs in a fresh interpreter against fake distributions written to a te
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import math
@@ -35,6 +34,7 @@ from audioseq.errors import ParameterError, PluginError, UnknownComponentError
 from audioseq.hookspecs import Register, RegisterModel
 from audioseq.scaffold import KINDS, ScaffoldError, package_name, render, scaffold_plugin
 from audioseq.training import TrainConfig
+from conftest import registered
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "plugins.md"
@@ -132,17 +132,6 @@ class Impostor:
     @hookimpl
     def register_cells(self, register: Register) -> None:
         register("throwaway-cell", TinyCell)
-
-
-@contextlib.contextmanager
-def registered(plugin: object, name: str) -> Iterator[None]:
-    plugins.pm.register(plugin, name=name)
-    plugins.refresh()
-    try:
-        yield
-    finally:
-        plugins.pm.unregister(name=name)
-        plugins.refresh()
 
 
 @pytest.fixture()
