@@ -31,13 +31,13 @@ from conftest import REPO, registered  # noqa: E402
 
 APP = REPO / "ui" / "app.py"
 FOLDER_MODEL = "tiny.safetensors (models folder)"
-PLUGIN_DIGITS = "digits-speech-embedding (speech-embedding plugin)"  # the speech-embedding plugin's model
+PLUGIN_DIGITS = "digits-speech-embedding"  # the speech-embedding plugin's model
 # Clips of the official FSDD test split (recording index < 5), four digits and speakers, for
 # the ready-trained digits models.
 BUNDLED_CLIPS = {"3": "3_jackson_0.wav", "6": "6_theo_2.wav", "9": "9_nicolas_1.wav", "4": "4_jackson_2.wav"}
 # What the Inside page says of the speech-embedding digits on a short clip (3_theo_0.wav).
 FINER_FRAMES_NOTE = ("This model reads a frame every 80 ms, so over this clip the network unrolls into only 6 "
-                     "steps. `digits (bundled)` reads one every 10 ms: pick it in the sidebar to watch the "
+                     "steps. `digits` reads one every 10 ms: pick it in the sidebar to watch the "
                      "recurrence over more steps.")
 RUN_TIMEOUT = 60  # seconds per script run; a cold start imports torch and draws charts
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -182,11 +182,13 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
 # --- Classify --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["digits (bundled)", PLUGIN_DIGITS])
+@pytest.mark.parametrize("model", ["digits", PLUGIN_DIGITS])
 def test_the_ready_digits_models_label_fsdd_clips(
     monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, model: str
 ) -> None:
     at = start_on_ready_model(monkeypatch, digits.folder, model)
+    origin = "bundled with audioseq" if model == "digits" else "from the speech-embedding plugin"
+    assert at.sidebar.caption[0].value.startswith(f"Ready-trained, {origin}. ")  # the label is the name alone
     for digit, name in BUNDLED_CLIPS.items():
         upload(at, "classify.upload", {name: (fsdd / name).read_bytes()})
         assert metric(at, "Prediction") == digit, name
@@ -236,13 +238,13 @@ def test_uploaded_model_is_offered_and_selected_and_the_choice_survives_page_swi
     app: AppTest, digits: DigitModel
 ) -> None:
     options = app.sidebar.selectbox(key="keep.model").options
-    ready = {"digits": "digits (bundled)", "digits-speech-embedding": PLUGIN_DIGITS}
-    assert sorted(options) == sorted([ready[name] for name in audioseq.bundled_models()] + [FOLDER_MODEL])
+    assert sorted(options) == sorted([*audioseq.bundled_models(), FOLDER_MODEL])
     assert options[-1] == FOLDER_MODEL  # ready-trained models first
     app.sidebar.file_uploader(key="model_upload").set_value(
         ("mine.safetensors", digits.path.read_bytes(), "application/octet-stream")
     ).run()
     assert app.sidebar.selectbox(key="keep.model").value == "mine.safetensors (uploaded)"
+    assert app.sidebar.caption[0].value.startswith("Uploaded in this session. ")
     assert "labels: 0, 1" in app.sidebar.caption[0].value
     upload(app, "classify.upload", {"clip.wav": digits.clips["1"].read_bytes()})
     assert metric(app, "Prediction") == "1"
@@ -313,7 +315,7 @@ def test_inside_unrolls_the_clip_shows_gates_and_compares_gradients(app: AppTest
     assert not app.exception
 
 
-@pytest.mark.parametrize("model", ["digits (bundled)", PLUGIN_DIGITS])
+@pytest.mark.parametrize("model", ["digits", PLUGIN_DIGITS])
 def test_inside_points_to_finer_frames_when_a_clip_unrolls_into_few_steps(
     monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, model: str
 ) -> None:
@@ -341,7 +343,7 @@ def test_inside_passes_over_a_ready_model_that_cannot_be_loaded(
     with registered(ScrambledModelPlugin(), "scrambled-model"):
         at = start_on_ready_model(monkeypatch, digits.folder, PLUGIN_DIGITS)
         upload(on_page(at, "inside"), "inside.upload", {"3_theo_0.wav": (fsdd / "3_theo_0.wav").read_bytes()})
-        assert "scrambled (scrambled-model plugin)" in at.sidebar.selectbox(key="keep.model").options
+        assert "scrambled" in at.sidebar.selectbox(key="keep.model").options
         assert metric(at, "Prediction") == "3"
         assert [i.value for i in at.info if "unrolls into" in i.value] == [FINER_FRAMES_NOTE]
 
@@ -401,7 +403,7 @@ def test_teach_fine_tunes_the_chosen_model_on_some_of_its_labels(
 ) -> None:
     app = teach_app
     digits = audioseq.load("digits")
-    app.sidebar.selectbox(key="keep.model").set_value("digits (bundled)").run()
+    app.sidebar.selectbox(key="keep.model").set_value("digits").run()
     app.radio(key="keep.teach.start").set_value("the chosen model, fine-tuned on these examples").run()
     assert not app.exception
     assert not [w for w in app.selectbox if w.key == "keep.teach.cell"]  # the chosen model decides the network
@@ -543,10 +545,10 @@ def test_the_app_starts_on_the_speech_embedding_digits_when_installed_else_on_di
         return start_app(monkeypatch, tmp_path / folder).sidebar.selectbox(key="keep.model").value
 
     shipped = "digits-speech-embedding" in audioseq.bundled_models()
-    assert first_model("as-installed") == (PLUGIN_DIGITS if shipped else "digits (bundled)")
+    assert first_model("as-installed") == (PLUGIN_DIGITS if shipped else "digits")
     with speech_embedding_toggled() as installed:
-        assert first_model("changed") == ("digits (bundled)" if installed else PLUGIN_DIGITS)
-        assert "digits (bundled)" in start_app(monkeypatch, tmp_path / "changed").sidebar.selectbox(key="keep.model").options
+        assert first_model("changed") == ("digits" if installed else PLUGIN_DIGITS)
+        assert "digits" in start_app(monkeypatch, tmp_path / "changed").sidebar.selectbox(key="keep.model").options
     assert ("digits-speech-embedding" in audioseq.bundled_models()) == shipped
 
 

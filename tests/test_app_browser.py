@@ -150,7 +150,7 @@ def main_file_input(page: Any, label: str, nth: int = 0) -> Any:
 def choose_model(page: Any, label: str) -> None:
     """Pick ``label`` in the sidebar's model picker and wait for the page to run again."""
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').click()
-    page.get_by_role("option", name=label).click()
+    page.get_by_role("option", name=label, exact=True).click()
     settle(page)
 
 
@@ -244,7 +244,7 @@ def test_teach_and_inside_pages_work_in_the_browser(
                 # The app starts on it; its 80 ms frames unroll a digit into a few steps, and the
                 # page points to the bundled model's 10 ms frames: follow it.
                 page.get_by_text("unrolls into only").wait_for(timeout=WAIT_MS)
-                choose_model(page, "digits (bundled)")
+                choose_model(page, "digits")
                 assert predicted_label(page) == digit
                 page.get_by_role("heading", name="Gates").wait_for(timeout=WAIT_MS)
                 assert page.get_by_text("unrolls into only").count() == 0

@@ -14,7 +14,7 @@ import hashlib
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
@@ -58,29 +58,41 @@ def load_model_bytes(digest: str, data: bytes) -> audioseq.Classifier:
         return audioseq.load(path)
 
 
-def ready_model_label(name: str) -> str:
-    """How the picker names a ready-trained model: ``(bundled)`` or ``(PLUGIN plugin)``."""
+def ready_model_origin(name: str) -> str:
+    """Where a ready-trained model comes from: ``bundled with audioseq`` or ``from the PLUGIN plugin``."""
     plugin = plugins.get_component("model", name).plugin
-    return f"{name} (bundled)" if plugin.startswith("audioseq.") else f"{name} ({plugin} plugin)"
+    return "bundled with audioseq" if plugin.startswith("audioseq.") else f"from the {plugin} plugin"
 
 
-def available_models() -> dict[str, Callable[[], audioseq.Classifier]]:
-    """Choice label -> loader, ready-trained models first (the preferred one at the top)."""
-    options: dict[str, Callable[[], audioseq.Classifier]] = {}
+class Choice(NamedTuple):
+    """One entry of the picker: how to load the model, and where it comes from (for its caption)."""
+
+    load: Callable[[], audioseq.Classifier]
+    origin: str
+
+
+def available_models() -> dict[str, Choice]:
+    """Choice label -> model, ready-trained models first (the preferred one at the top).
+
+    A ready-trained model is labelled by its name, as ``audioseq.load`` takes it (its origin goes
+    in the caption, so that the picker's narrow box shows the name whole); a file by its name and
+    where it was found."""
+    options: dict[str, Choice] = {}
     rank = {name: i for i, name in enumerate(PREFERRED_MODELS)}
     for name in sorted(audioseq.bundled_models(), key=lambda n: rank.get(n, len(rank))):
-        options[ready_model_label(name)] = lambda name=name: load_model(name, 0.0)
+        options[name] = Choice(lambda name=name: load_model(name, 0.0), f"Ready-trained, {ready_model_origin(name)}")
     folder = models_dir()
     if folder is not None and folder.is_dir():
         for path in sorted(folder.glob("*.safetensors")):
             if path.name.endswith(".ckpt.safetensors"):  # training checkpoints are not models
                 continue
             stamp = path.stat().st_mtime
-            options[f"{path.name} (models folder)"] = lambda p=str(path), s=stamp: load_model(p, s)
+            options[f"{path.name} (models folder)"] = Choice(
+                lambda p=str(path), s=stamp: load_model(p, s), f"From {folder / path.name}")
     for label, classifier in st.session_state.get(_UPLOADED, {}).items():
-        options[label] = lambda c=classifier: c
+        options[label] = Choice(lambda c=classifier: c, "Uploaded in this session")
     if st.session_state.get(TAUGHT) is not None:
-        options[TAUGHT_LABEL] = lambda: st.session_state[TAUGHT]
+        options[TAUGHT_LABEL] = Choice(lambda: st.session_state[TAUGHT], "Taught on the Teach page in this session")
     return options
 
 
@@ -123,11 +135,11 @@ def pick_model() -> audioseq.Classifier | None:
         default(_CHOICE, labels[0], labels)
         label = choice_box.selectbox("Model", labels, key=_CHOICE)
         try:
-            classifier = options[label]()
+            classifier = options[label].load()
         except LOAD_ERRORS as exc:
             choice_box.error(named(label, f"cannot be loaded: {getattr(exc, 'reason', exc)}"))
             return None
-        choice_box.caption(describe(classifier))
+        choice_box.caption(f"{options[label].origin}. {describe(classifier)}")
         return classifier
 
 

@@ -13,7 +13,7 @@ from audioseq.inspection import Inspection
 import charts
 import clips
 import views
-from model_choice import LOAD_ERRORS, load_model, pick_model, ready_model_label
+from model_choice import LOAD_ERRORS, load_model, pick_model
 
 CELLS = ("rnn", "lstm", "gru")
 HIDDEN = 32  # units of the untrained cells compared
@@ -43,7 +43,7 @@ def finer_model_note(classifier: audioseq.Classifier, steps: int) -> str | None:
     if finest[0] < 2 * rate:
         return None
     return (f"This model reads a frame every {1000 / rate:.0f} ms, so over this clip the network unrolls "
-            f"into only {steps} steps. `{ready_model_label(finest[1])}` reads one every "
+            f"into only {steps} steps. `{finest[1]}` reads one every "
             f"{1000 / finest[0]:.0f} ms: pick it in the sidebar to watch the recurrence over more steps.")
 
 
