@@ -34,6 +34,7 @@ from .errors import (
     AudioTooShortError,
     EmptyAudioError,
     NonFiniteAudioError,
+    SilentAudioError,
     UnreadableAudioError,
 )
 
@@ -169,6 +170,19 @@ def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
     longer than applying it to a second of audio (22,050 -> 8,000 Hz: 0.97 against 0.20 ms a
     second of audio). At most 8 kept, a few KB each for common rates (4 MB at the term limit)."""
     return torchaudio.transforms.Resample(orig, new, dtype=torch.float32)
+
+
+def check_not_silent(waveform: torch.Tensor, silence_dbfs: float | None, source: str) -> None:
+    """Refuse a clip whose loudest sample stays below ``silence_dbfs`` (None: accept any level).
+
+    Raises:
+        SilentAudioError: e.g. "the clip is silent (its loudest sample is below -60 dBFS)".
+    """
+    if silence_dbfs is None:
+        return
+    peak = float(waveform.abs().max()) if waveform.numel() else 0.0
+    if peak < 10 ** (silence_dbfs / 20):
+        raise SilentAudioError(source, f"the clip is silent (its loudest sample is below {silence_dbfs:g} dBFS)")
 
 
 def check_min_samples(
@@ -341,6 +355,8 @@ def _waveform_samples(
     if len(source) != 2:
         raise TypeError(f"{name}: expected (waveform, sample_rate), got {len(source)} items")
     waveform, rate = source
+    if isinstance(rate, (torch.Tensor, np.ndarray)) and rate.ndim == 0:
+        rate = rate.item()  # a rate kept in a 0-d tensor or array
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise UnreadableAudioError(name, f"sample rate must be a number of Hz, got {rate!r}")
     if not math.isfinite(rate) or rate != int(rate):

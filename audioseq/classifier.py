@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
+import numpy as np
 import torch
 
 from .audio import source_name
@@ -191,6 +192,13 @@ def resolve_model(path_or_name: str | os.PathLike) -> Path:
     return path
 
 
+def _is_rate(value: Any) -> bool:
+    """A sample rate as a caller may hold one: a Python or numpy number, or a 0-d tensor or array."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.ndim == 0
+    return isinstance(value, numbers.Real)
+
+
 class Classifier:
     """A trained many-to-one recurrent classifier with its frontend.
 
@@ -302,9 +310,18 @@ class Classifier:
         num_workers: int | None = None,
         names: Sequence[str] | None = None,
     ) -> Iterator[Prediction]:
-        """Like :meth:`predict`, yielding predictions in input order as they are ready."""
-        if batch_size < 1:
-            raise ParameterError(f"batch_size must be ≥ 1, got {batch_size}")
+        """Like :meth:`predict`, yielding predictions in input order as they are ready.
+
+        Its arguments are checked when it is called, before the first prediction is asked for."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ParameterError(f"batch_size must be an integer ≥ 1, got {batch_size!r}")
+        if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
+            raise ParameterError(f"num_workers must be an integer ≥ 0 or None, got {num_workers!r}")
+        return self._predictions(inputs, batch_size, num_workers, names)
+
+    def _predictions(
+        self, inputs: Iterable[Any], batch_size: int, num_workers: int | None, names: Sequence[str] | None
+    ) -> Iterator[Prediction]:
         if isinstance(inputs, Sequence) and not isinstance(inputs, (str, tuple)):
             workers = default_workers(len(inputs)) if num_workers is None else num_workers
             items = iter_items(inputs, self.frontend, num_workers=workers, names=names)
@@ -354,7 +371,7 @@ class Classifier:
         classified gives a Prediction with ``error`` set; it never stops the others.
         """
         if isinstance(inputs, (str, os.PathLike)) or (
-            isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[1], numbers.Real)
+            isinstance(inputs, tuple) and len(inputs) == 2 and _is_rate(inputs[1])
         ):
             inputs = [inputs]
         return list(self.predict_iter(inputs, batch_size=batch_size, num_workers=num_workers))
@@ -398,6 +415,9 @@ def load(
     """
     _check_backend(backend)  # before load's own errors turn a ParameterError into ModelFileError
     path = resolve_model(path_or_name)
+    if not os.path.lexists(path):
+        ready = ", ".join(sorted(registry()["model"])) or "none installed"
+        raise ModelFileError(str(path), f"no such file, nor a ready-trained model of that name (ready-trained: {ready})")
     tensors, document = read_tensors(path)
     name = str(path)
     try:

@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -15,8 +16,10 @@ import click
 from .app_command import app
 from .errors import AudioseqError, ParameterError
 from .scaffold import new_plugin
+from .suffixes import AUDIO_SUFFIXES
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus"}
+AT_LEAST_ONE = click.IntRange(min=1)
+NOT_NEGATIVE = click.IntRange(min=0)
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,25 +59,31 @@ def cli() -> None:
     """
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Warnings on the command line: one line for people, not a line of audioseq's source."""
+    click.echo(f"warning: {message}", err=True)
+
+
 @cli.command()
 @click.option("--dataset", "dataset_name", required=True, help="Registered dataset name (see `audioseq plugins`).")
 @click.option("--data", "data_path", default=None, help="Dataset root: a folder, a manifest CSV, ...")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write (.safetensors).")
 @click.option("--features", "feature", default="mfcc", show_default=True, help="Feature extractor.")
 @click.option("--cell", default="lstm", show_default=True, help="Recurrent cell.")
-@click.option("--hidden", default=48, show_default=True, help="Hidden units per direction.")
-@click.option("--layers", default=2, show_default=True, help="Stacked recurrent layers.")
+@click.option("--hidden", type=AT_LEAST_ONE, default=48, show_default=True, help="Hidden units per direction.")
+@click.option("--layers", type=AT_LEAST_ONE, default=2, show_default=True, help="Stacked recurrent layers.")
 @click.option("--bidirectional/--no-bidirectional", default=True, show_default=True)
 @click.option("--pooling", type=click.Choice(["last", "mean", "attention"]), default="attention", show_default=True)
-@click.option("--epochs", default=40, show_default=True, help="Most epochs; early stopping may end sooner.")
-@click.option("--patience", default=10, show_default=True, help="Epochs without validation gain before stopping.")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", default=5e-3, show_default=True,
+@click.option("--epochs", type=AT_LEAST_ONE, default=40, show_default=True, help="Most epochs; early stopping may end sooner.")
+@click.option("--patience", type=AT_LEAST_ONE, default=10, show_default=True, help="Epochs without validation gain before stopping.")
+@click.option("--batch-size", type=AT_LEAST_ONE, default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-3, show_default=True,
               help="Peak learning rate (AdamW, cosine schedule); 1e-3 when fine-tuning with --init unless given.")
-@click.option("--dropout", default=0.15, show_default=True)
+@click.option("--dropout", type=click.FloatRange(min=0, max=1, max_open=True), default=0.15, show_default=True)
 @click.option("--utterance-norm/--no-utterance-norm", default=True, show_default=True,
               help="Subtract each clip's mean frame before the network (off for features normalised already).")
-@click.option("--sample-rate", type=int, default=None, help="Resample clips to this rate (default: the data's).")
+@click.option("--sample-rate", type=AT_LEAST_ONE, default=None, help="Resample clips to this rate (default: the data's).")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Noise, gain, speed, SpecAugment.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -95,7 +104,7 @@ def train(**o: Any) -> None:
     from .evaluation import load_dataset
     from .params import dataclass_params, validate
     from .preprocess import Preprocess
-    from .training import FINE_TUNE_LR, TrainConfig, train as run_training
+    from .training import FINE_TUNE_LR, TrainConfig, checkpoint_path, metrics_file, train as run_training
 
     cell_params = validate(plugins.component_params("cell", o["cell"]), _opts(o["cell_opt"]), f"cell {o['cell']!r}")
     feature_params = validate(
@@ -105,6 +114,8 @@ def train(**o: Any) -> None:
     preprocess = Preprocess(**validate(dataclass_params(Preprocess), _opts(o["preprocess_opt"]), "preprocess"))
     if o["augment_opt"] and not o["augment"]:
         raise click.UsageError("--augment-opt conflicts with --no-augment")
+    if not Path(o["out"]).resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder {Path(o['out']).parent} does not exist", param_hint="'--out'")
     dataset = load_dataset(o["dataset_name"], o["data_path"], _opts(o["dataset_opt"]))
     lr_given = click.get_current_context().get_parameter_source("lr") != click.core.ParameterSource.DEFAULT
     if o["init"] and not lr_given:
@@ -117,8 +128,12 @@ def train(**o: Any) -> None:
         augment=augment if o["augment"] else None, epochs=o["epochs"], patience=o["patience"],
         batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"], device=o["device"],
     )
+    if o["resume"] and not checkpoint_path(o["out"]).exists():
+        click.echo(f"no checkpoint at {checkpoint_path(o['out'])}: training from the start", err=True)
     result = run_training(dataset, config, out=o["out"], resume=o["resume"], init=o["init"])
-    metrics_path = Path(o["out"]).with_suffix(".metrics.json")
+    if result.metrics.get("resumed_after_epoch") is not None:
+        click.echo(f"resumed after epoch {result.metrics['resumed_after_epoch']} of the checkpoint", err=True)
+    metrics_path = metrics_file(o["out"])
     metrics_path.write_text(json.dumps({"history": result.history, **result.metrics}, indent=2))
     valid = result.metrics.get("valid", {})
     click.echo(
@@ -136,7 +151,7 @@ def train(**o: Any) -> None:
 @click.option("--data", "data_path", default=None)
 @click.option("--split", default=None, help="train, valid or test (default: test when the dataset has one).")
 @click.option("--dataset-opt", multiple=True, metavar="K=V")
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--batch-size", type=AT_LEAST_ONE, default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
 @BACKEND_OPTION
 @_friendly
@@ -158,7 +173,8 @@ def evaluate(model: str, dataset_name: str, data_path: str | None, split: str | 
     click.echo(f"{result['count']} clips ({split or 'all'}): accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}")
     width = max(len(label) for label in result["labels"])
     for label, recall in result["per_class_recall"].items():
-        click.echo(f"  {label:<{width}}  recall {recall:.4f}")
+        if recall is not None:  # None: no clip of this label was scored
+            click.echo(f"  {label:<{width}}  recall {recall:.4f}")
     if result["errors"]:
         click.echo(f"{len(result['errors'])} clip(s) could not be scored, e.g. {result['errors'][0]['source']}: {result['errors'][0]['error']}")
 
@@ -169,7 +185,8 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+            # A broken link is kept, to be an error row; links to folders are not followed (no cycles).
+            found = [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_dir()]
             out += found or [item]  # an empty folder becomes an error row, not silence
         else:
             out.append(item)
@@ -181,9 +198,9 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
-@click.option("--batch-size", default=128, show_default=True)
-@click.option("--workers", type=int, default=None, help="Decoding processes (default: by input count).")
-@click.option("--max-errors", default=0, show_default=True, help="Exit 1 when more inputs than this failed.")
+@click.option("--batch-size", type=AT_LEAST_ONE, default=128, show_default=True)
+@click.option("--workers", type=NOT_NEGATIVE, default=None, help="Decoding processes (default: by input count).")
+@click.option("--max-errors", type=NOT_NEGATIVE, default=0, show_default=True, help="Exit 1 when more inputs than this failed.")
 @BACKEND_OPTION
 @_friendly
 def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, batch_size: int,
@@ -197,11 +214,11 @@ def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, b
 
     clf = load(model, backend=backend)
     sources = expand_inputs(inputs)
+    rows = clf.predict_iter(sources, batch_size=batch_size, num_workers=workers)  # checks its arguments
     stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     failed = 0
     try:
         writer = _row_writer(fmt, stream, clf.labels, max(len(s) for s in sources))
-        rows = clf.predict_iter(sources, batch_size=batch_size, num_workers=workers)
         if output:  # the rows go to a file: a progress bar on stderr, shown only on a terminal
             from tqdm import tqdm
 
@@ -271,8 +288,13 @@ def plugins(as_json: bool) -> None:
 def info(model: str, as_json: bool) -> None:
     """What a model file holds: labels, rate, features, network, preprocessing, metrics."""
     from .classifier import load
+    from .errors import UnknownComponentError
 
-    clf = load(model)
+    try:
+        clf = load(model)
+    except UnknownComponentError as exc:  # the description can still be read, just not run
+        _describe_unrunnable(model, exc, as_json)
+        sys.exit(1)
     doc = clf.spec.to_document()
     doc["path"] = clf.path
     doc["parameters"] = clf.num_parameters()
@@ -290,6 +312,24 @@ def info(model: str, as_json: bool) -> None:
         m = clf.metrics.get(split)
         if m:
             click.echo(f"  {split} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
+
+
+def _describe_unrunnable(model: str, error: Exception, as_json: bool) -> None:
+    """``info`` for a model that needs a component no installed plugin gives: its description, and why."""
+    from .classifier import resolve_model
+    from .modelfile import read_tensors
+
+    path = resolve_model(model)
+    _, doc = read_tensors(path)
+    doc.update(path=str(path), runtime=None, error=f"{type(error).__name__}: {error}")
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        network, feature = doc.get("network", {}), doc.get("feature", {})
+        click.echo(f"{path}\n  labels: {', '.join(map(str, doc.get('labels', [])))}")
+        click.echo(f"  feature: {feature.get('name')} {json.dumps(feature.get('params', {}))}")
+        click.echo(f"  cell: {network.get('cell')} {json.dumps(network.get('cell_params', {}))}")
+    click.echo(f"Error: cannot run here: {doc['error']}", err=True)
 
 
 @cli.command()
@@ -320,6 +360,8 @@ cli.add_command(app)
 
 
 def main() -> None:
+    """The installed command: warnings as one line each, and errors raised while click parses."""
+    warnings.showwarning = _show_warning
     try:
         cli(standalone_mode=True)
     except ParameterError as exc:  # raised while click parses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterable
 
 
@@ -33,6 +34,10 @@ class AudioTooShortError(AudioError):
     """Fewer samples than one analysis frame (after preprocessing)."""
 
 
+class SilentAudioError(AudioError):
+    """No sample reaches the model's silence level (``Preprocess.silence_dbfs``): nothing to classify."""
+
+
 class AudioTooLongError(AudioError):
     """Longer than the configured limit; detected from the header before decoding."""
 
@@ -53,6 +58,10 @@ class ModelFileError(AudioseqError):
         return (type(self), (self.path, self.reason))
 
 
+class EvaluationError(AudioseqError, ValueError):
+    """An evaluation with no clip to score: the split is empty, or none of its clips could be scored."""
+
+
 class PluginError(AudioseqError):
     """A plugin failed to import, a hook raised, or two components share one name."""
 
@@ -69,10 +78,11 @@ class UnknownComponentError(AudioseqError, KeyError):
         self.name = name
         self.known = sorted(known)
         hint = ", ".join(self.known) or "none"
-        super().__init__(
-            f"unknown {kind} {name!r}; known {kind}s: {hint}. "
-            f"If it comes from a plugin, install that plugin (see `audioseq plugins`)."
-        )
+        allowed = os.environ.get("AUDIOSEQ_LOAD_PLUGINS")
+        where = ("install that plugin (see `audioseq plugins`)" if allowed is None else
+                 f"install that plugin, or add it to AUDIOSEQ_LOAD_PLUGINS (now {allowed!r}), which "
+                 "limits the plugins loaded")
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {hint}. If it comes from a plugin, {where}.")
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.kind, self.name, self.known))

@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from .classifier import Classifier
 from .dataset import Dataset, Example
+from .errors import EvaluationError
 from .metrics import summarize
 from .plugins import build
 
@@ -46,6 +47,26 @@ def evaluate(
     for ex in unknown:
         errors.append({"source": ex.source, "error": f"label {ex.label!r} is not one the model knows",
                        "error_type": "UnknownLabel"})
+    if not y_true:
+        raise EvaluationError(_nothing_scored(examples, unknown, errors, split))
     result = summarize(y_true, y_pred, classifier.labels)
     result["errors"] = errors
     return result
+
+
+def _nothing_scored(examples: list[Example], unknown: list[Example], errors: list[dict[str, Any]],
+                    split: str | None) -> str:
+    """Why an evaluation scored no clip, for its error message."""
+    where = f"split {split!r}" if split else "the dataset"
+    if not examples:
+        return f"{where} has no clips"
+    reasons = []
+    if unknown:
+        labels = sorted({ex.label for ex in unknown})
+        reasons.append(f"{len(unknown)} have labels the model does not know ({', '.join(map(repr, labels[:5]))}"
+                       f"{', ...' if len(labels) > 5 else ''})")
+    unreadable = [e for e in errors if e["error_type"] != "UnknownLabel"]
+    if unreadable:
+        reasons.append(f"{len(unreadable)} could not be classified (e.g. {unreadable[0]['source']}: "
+                       f"{unreadable[0]['error']})")
+    return f"none of the {len(examples)} clips of {where} could be scored: {'; '.join(reasons)}"

@@ -15,7 +15,8 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: 
 
 
 def summarize(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class recall and the confusion matrix, JSON-ready."""
+    """Accuracy, macro-F1 (over the labels that have clips), per-class recall and the confusion
+    matrix, JSON-ready."""
     cm = confusion_matrix(y_true, y_pred, len(labels))
     total = int(cm.sum())
     tp = np.diag(cm).astype(float)
@@ -30,7 +31,8 @@ def summarize(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str
         "accuracy": float(tp.sum() / total) if total else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "labels": list(labels),
-        "per_class_recall": {label: float(r) for label, r in zip(labels, recall)},
+        # None for a label without clips: its recall is unknown, not 0
+        "per_class_recall": {label: float(r) if n else None for label, r, n in zip(labels, recall, support)},
         "confusion_matrix": cm.tolist(),
         "count": total,
     }

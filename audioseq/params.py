@@ -52,6 +52,26 @@ class Param:
         }
 
 
+def supported(tp: Any) -> bool:
+    """Whether the CLI, ``plugins --json`` and the app can offer a parameter of type ``tp``: bool,
+    int, float, str, a ``Literal`` of such values, a list or tuple of a scalar type, or any of
+    these ``| None``."""
+    if _is_optional(tp):
+        tp = _strip_optional(tp)
+    if tp in _SCALARS:
+        return True
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return all(type(choice) in _SCALARS for choice in typing.get_args(tp))
+    if origin in (tuple, list):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return len(set(args)) <= 1 and all(a in _SCALARS for a in args)
+    return False
+
+
+SUPPORTED_TYPES = "bool, int, float, str, a Literal of choices, a list or tuple of one of those, or any of them | None"
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
@@ -139,7 +159,7 @@ def declared_params(factory: Callable[..., Any], n_positional: int) -> list[Para
             raise ParameterError(
                 f"{getattr(factory, '__qualname__', factory)}: parameter {p.name!r} needs a type annotation"
             )
-        out.append(Param(p.name, hints[p.name], p.default, docs.get(p.name, "")))
+        out.append(_declared(factory, p.name, hints[p.name], p.default, docs.get(p.name, "")))
     return out
 
 
@@ -148,10 +168,24 @@ def dataclass_params(cls: type) -> list[Param]:
     hints = typing.get_type_hints(cls)
     docs = _param_docs(cls)
     return [
-        Param(f.name, hints[f.name], f.default, docs.get(f.name, ""))
+        _declared(cls, f.name, hints[f.name], f.default, docs.get(f.name, ""))
         for f in dataclasses.fields(cls)
         if f.default is not dataclasses.MISSING
     ]
+
+
+def _declared(owner: Any, name: str, tp: Any, default: Any, help_text: str) -> Param:
+    """A declared parameter, once its type is one the CLI and app can offer and its default fits it."""
+    who = f"{getattr(owner, '__qualname__', owner)}: parameter {name!r}"
+    if not supported(tp):
+        raise ParameterError(f"{who} has type {type_name(tp)}, which cannot be given on the command line "
+                             f"or in the app; use {SUPPORTED_TYPES}")
+    try:
+        _convert(tp, default, name)
+    except ParameterError as exc:
+        raise ParameterError(f"{who} has the default {default!r}, which is not a {type_name(tp)} "
+                             f"({exc.args[0].split(': ', 1)[-1]})") from None
+    return Param(name, tp, default, help_text)
 
 
 def _convert(tp: Any, value: Any, name: str) -> Any:
@@ -207,7 +241,7 @@ def _convert(tp: Any, value: Any, name: str) -> Any:
         if not isinstance(value, (str, int, float)):
             raise ParameterError(f"{name}: expected text, got {value!r}")
         return str(value)
-    return value
+    raise ParameterError(f"{name}: parameters of type {type_name(tp)} are not supported; use {SUPPORTED_TYPES}")
 
 
 def validate(

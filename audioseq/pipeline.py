@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
-from .audio import AudioLimits, check_min_samples, read_audio, source_name
-from .errors import AudioError, UnreadableAudioError
+from .audio import AudioLimits, check_min_samples, check_not_silent, read_audio, source_name
+from .errors import AudioError, PluginError, UnreadableAudioError
+from .plugins import origin
 from .preprocess import Preprocess, pad_batch
 
 
@@ -117,7 +118,9 @@ class Frontend(nn.Module):
         return read_audio(source, self.sample_rate, self.limits, name=name)
 
     def finish(self, waveform: Tensor, name: str) -> Tensor:
-        """Preprocess a decoded clip and check it is long enough for a frame: (N,) → (N',)."""
+        """Check a decoded clip is not silent, preprocess it and check it is long enough for a
+        frame: (N,) → (N',)."""
+        check_not_silent(waveform, self.preprocess.silence_dbfs, name)
         wave = self.preprocess(waveform, self.sample_rate)
         check_min_samples(wave, self.min_samples, self.sample_rate, name)
         return wave
@@ -125,7 +128,19 @@ class Frontend(nn.Module):
     def clip_frames(self, waveform: Tensor) -> Tensor:
         """(N,) → (T, F) for one clip."""
         with torch.no_grad():
-            return self.feature(waveform.unsqueeze(0)).squeeze(0)
+            return self._checked(self.feature(waveform.unsqueeze(0)), waveform.numel()).squeeze(0)
+
+    def _checked(self, frames: Tensor, longest: int) -> Tensor:
+        """The feature's frames (B, T, dim) for clips of at most ``longest`` samples, once T is what its
+        ``num_frames`` says (the engine masks with it) and the last axis is its ``dim``."""
+        expected = int(self.feature.num_frames(torch.tensor([longest]))[0])
+        dim = self.feature.dim
+        if frames.dim() != 3 or frames.shape[1] != expected or frames.shape[2] != dim:
+            raise PluginError(
+                f"{origin(self.feature)}: gave frames of shape {tuple(frames.shape)} for clips of at most "
+                f"{longest} samples, where num_frames and dim say (B, {expected}, {dim}); both must be exact "
+                "(audioseq.testing.check_feature checks every rule of the contract)")
+        return frames
 
     def forward(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Clips (N_i,) → frames (B, T_max, F) zero-padded, and lengths (B,) in frames.
@@ -143,13 +158,14 @@ class Frontend(nn.Module):
             groups = chunk_by_values([waveforms[i] for i in order], FEATURE_CHUNK_VALUES, Tensor.numel)
         else:
             groups = [waveforms]
-        parts = [self.feature(pad_batch(group)[0].to(device)) for group in groups]
+        parts = [self._checked(self.feature(pad_batch(group)[0].to(device)), max(map(Tensor.numel, group), default=0))
+                 for group in groups]
         t_max = max(part.shape[1] for part in parts)
         frames = torch.cat([F.pad(part, (0, 0, 0, t_max - part.shape[1])) for part in parts])
         if any(i != j for i, j in enumerate(order)):
             frames = frames[torch.argsort(torch.tensor(order))]  # back to the clips' order
         samples = torch.tensor(sizes, dtype=torch.long)
-        lengths = self.feature.num_frames(samples).clamp(max=frames.shape[1])
+        lengths = self.feature.num_frames(samples)
         return frames, lengths.to(frames.device)
 
     def frames_of(self, items: Sequence[Item]) -> tuple[Tensor, Tensor]:

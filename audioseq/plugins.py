@@ -22,7 +22,7 @@ from typing import Any, Callable, Literal
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownComponentError
+from .errors import ParameterError, PluginError, UnknownComponentError
 from .params import Param, declared_params, validate
 
 Kind = Literal["cell", "feature", "dataset", "model"]
@@ -88,10 +88,23 @@ def _card_summary(card: Path) -> str:
     return re.split(r"(?<=\.) |: ", text, maxsplit=1)[0]
 
 
-def _component(kind: Kind, name: str, what: Any, plugin: str) -> Component:
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a component's name: one word on a command line
+
+
+def _component(kind: Kind, name: Any, what: Any, plugin: str) -> Component:
     """The registry entry for ``register(name, what)`` from ``plugin``; PluginError if unusable."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise PluginError(f"plugin {plugin!r} registered a {kind} named {name!r}; a name is letters, digits, "
+                          "'-', '_' and '.', starting with a letter or digit")
     if kind != "model":
-        return Component(kind, name, what, plugin, tuple(declared_params(what, _POSITIONAL[kind])))
+        if not callable(what):
+            raise PluginError(f"plugin {plugin!r} registered {kind} {name!r} as {what!r}, which is not callable; "
+                              f"register the class or function that builds it")
+        try:
+            params = declared_params(what, _POSITIONAL[kind])
+        except ParameterError as exc:
+            raise PluginError(f"{kind} {name!r}: {exc}") from exc
+        return Component(kind, name, what, plugin, tuple(params))
     if not isinstance(what, (str, os.PathLike)) or not Path(what).is_file():
         raise PluginError(f"plugin {plugin!r} registered model {name!r} at {what!r}, which is not a file")
     return Component(kind, name, None, plugin, (), Path(what).resolve())
@@ -120,7 +133,21 @@ def _fail(name: str, exc: BaseException, what: str) -> None:
     if _strict():
         raise PluginError(f"plugin {name!r} {what}: {message}") from exc
     broken.append(BrokenPlugin(name, message))
-    warnings.warn(f"audioseq: skipping plugin {name!r}, {what}: {message}", stacklevel=3)
+    # Attributed to the plugin rather than to a line of audioseq, which would say nothing to its reader.
+    warnings.warn_explicit(f"audioseq: skipping plugin {name!r}, {what}: {message}", UserWarning,
+                           filename=f"<audioseq plugin {name!r}>", lineno=0, module="audioseq.plugins")
+
+
+def _hooks_error(plugin: object) -> str | None:
+    """What is wrong with a registered plugin's hooks: a name that is not a hook (a typo), or none at all."""
+    callers = pm.get_hookcallers(plugin) or []
+    known = ", ".join(_HOOKS.values())
+    unknown = sorted(c.name for c in callers if not c.has_spec())
+    if unknown:
+        return f"unknown hook {', '.join(map(repr, unknown))}; the hooks are {known}"
+    if not callers:
+        return f"it implements none of the hooks ({known}); each needs the @audioseq.hookimpl decorator"
+    return None
 
 
 def load_plugins() -> None:
@@ -141,6 +168,10 @@ def load_plugins() -> None:
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
+            problem = _hooks_error(module)
+            if problem is not None:
+                pm.unregister(module)
+                raise PluginError(problem)
         except Exception as exc:
             if _strict():
                 _state["loaded"] = False  # fail again on the next lookup instead of loading without it
@@ -161,32 +192,42 @@ def plugin_version(name: str) -> str | None:
 
 
 def _build() -> dict[Kind, dict[str, Component]]:
+    """Call every plugin's hooks, then keep the components of each plugin whose hooks all returned:
+    a plugin with a failing hook is skipped whole, not left half registered."""
     load_plugins()
-    registry: dict[Kind, dict[str, Component]] = {k: {} for k in KINDS}
+    offered: list[Component] = []
+    failed: set[str] = set()
     for kind in KINDS:
         hook = getattr(pm.hook, _HOOKS[kind])
         for impl in reversed(hook.get_hookimpls()):
             plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+            added: list[Component] = []
 
-            def register(name: str, factory: Any, _p: str = plugin_name, _k: Kind = kind) -> None:
-                if not isinstance(name, str) or not name:
-                    raise PluginError(f"plugin {_p!r} registered a {_k} without a name")
-                existing = registry[_k].get(name)
-                if existing is not None:
-                    raise PluginError(
-                        f"{_k} {name!r} is registered twice: by plugin {existing.plugin!r} "
-                        f"and by plugin {_p!r}"
-                    )
-                registry[_k][name] = _component(_k, name, factory, _p)
+            def register(name: str, factory: Any, _p: str = plugin_name, _k: Kind = kind,
+                         _added: list[Component] = added) -> None:
+                _added.append(_component(_k, name, factory, _p))
 
             try:
                 impl.function(register=register)
             except PluginError as exc:
-                if "registered twice" in str(exc):
-                    raise
+                failed.add(plugin_name)
                 _fail(plugin_name, exc, f"hook {_HOOKS[kind]} failed")
             except Exception as exc:
+                failed.add(plugin_name)
                 _fail(plugin_name, exc, f"hook {_HOOKS[kind]} raised")
+            offered.extend(added)
+    registry: dict[Kind, dict[str, Component]] = {k: {} for k in KINDS}
+    for component in offered:
+        if component.plugin in failed:
+            continue
+        existing = registry[component.kind].get(component.name)
+        if existing is not None:
+            raise PluginError(
+                f"{component.kind} {component.name!r} is registered twice: by plugin {existing.plugin!r} and by "
+                f"plugin {component.plugin!r}; uninstall one of them, or leave one out with "
+                "AUDIOSEQ_LOAD_PLUGINS=<the entry points to load>"
+            )
+        registry[component.kind][component.name] = component
     return registry
 
 
@@ -213,6 +254,15 @@ def build(kind: Kind, name: str, *args: Any, params: dict[str, Any] | None = Non
     component = get_component(kind, name)
     kwargs = validate(component.params, params or {}, f"{kind} {name!r}")
     return component.factory(*args, **kwargs)
+
+
+def origin(component: object) -> str:
+    """How an error names a built cell or feature: its registered name and plugin, else its class."""
+    for kind in ("cell", "feature"):
+        for entry in registry()[kind].values():
+            if entry.factory is type(component):
+                return f"{kind} {entry.name!r} (plugin {entry.plugin!r})"
+    return f"{type(component).__module__}.{type(component).__qualname__}"
 
 
 def list_components(kind: Kind) -> list[str]:

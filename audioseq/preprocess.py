@@ -33,6 +33,8 @@ class Preprocess:
         normalize: scale the clip so its peak (``peak``) or its RMS over the kept part
             (``rms``) reaches ``target_db`` dBFS; ``none`` keeps the gain.
         target_db: level after normalisation, in dBFS.
+        silence_dbfs: a clip whose loudest sample stays below this level (dBFS) is refused as
+            silent (``SilentAudioError``) rather than given a label; None accepts any level.
     """
 
     highpass_hz: float = 0.0
@@ -42,6 +44,7 @@ class Preprocess:
     margin_ms: float = 60.0
     normalize: Literal["peak", "rms", "none"] = "rms"
     target_db: float = -20.0
+    silence_dbfs: float | None = -60.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,7 +14,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from .plugins import build
+from .errors import PluginError
+from .plugins import build, origin
 
 State = Any  # a tensor or a tuple of tensors, as the cell defines
 
@@ -45,6 +46,25 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
     return x.gather(1, idx)
 
 
+def _shapes(state: State) -> Any:
+    if isinstance(state, tuple):
+        return tuple(_shapes(part) for part in state)
+    return tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
+
+
+def _check_step(cell: nn.Module, h: Any, new_state: State, state: State, batch: int) -> None:
+    """A cell's first step returned h_t (B, H) and a state shaped like the one it was given."""
+    problem = None
+    if not isinstance(h, Tensor) or h.dim() != 2 or h.shape[0] != batch:
+        problem = f"h_t of shape {_shapes(h)} for a batch of {batch}"
+    elif _shapes(new_state) != _shapes(state):
+        problem = f"a new state shaped {_shapes(new_state)} from a state shaped {_shapes(state)}"
+    if problem is not None:
+        raise PluginError(f"{origin(cell)}: forward returned {problem}; a cell's forward(x_t (B, I), state) "
+                          "returns (h_t (B, H), new_state) with new_state shaped like initial_state's "
+                          "(audioseq.testing.check_cell checks every rule of the contract)")
+
+
 def unroll(cell: nn.Module, x: Tensor, lengths: Tensor, state: State | None = None) -> tuple[Tensor, State]:
     """Run a cell step by step.
 
@@ -60,6 +80,8 @@ def unroll(cell: nn.Module, x: Tensor, lengths: Tensor, state: State | None = No
     outputs = []
     for t in range(T):
         h, new_state = cell(x[:, t], state)
+        if t == 0:
+            _check_step(cell, h, new_state, state, B)
         mask = t < lengths
         state = select_state(mask, new_state, state)
         outputs.append(torch.where(mask.unsqueeze(1), h, torch.zeros_like(h)))  # inf·0 would be NaN
@@ -123,6 +145,11 @@ class RecurrentEncoder(nn.Module):
             if self.bidirectional:
                 back = run_cell(directions[1], reverse_padded(x, lengths), lengths, self.use_fast_path)
                 outs.append(reverse_padded(back, lengths))
+            for cell, out in zip(directions, outs):
+                if out.shape != (*x.shape[:2], self.hidden_size):
+                    raise PluginError(f"{origin(cell)}: gave outputs of shape {tuple(out.shape)} for "
+                                      f"{tuple(x.shape)} inputs; expected (B, T, H) = "
+                                      f"{(*x.shape[:2], self.hidden_size)} (hidden_size {self.hidden_size})")
             x = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
         return x
 

@@ -243,8 +243,7 @@ from typing import Sequence
 
 from audioseq import Example, hookimpl
 from audioseq.hookspecs import Register
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+from audioseq.suffixes import AUDIO_SUFFIXES
 
 
 class $cls:

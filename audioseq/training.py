@@ -26,7 +26,7 @@ from .audio import AudioLimits, audio_info
 from .augment import Augment
 from .classifier import Classifier, load
 from .dataset import Dataset, Example, stratified_split
-from .errors import AudioError
+from .errors import AudioError, ParameterError
 from .metrics import summarize
 from .model import NetworkConfig, Pooling, SequenceClassifier, length_mask
 from .modelfile import read_tensors, write_tensors
@@ -66,6 +66,27 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     max_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot train, before any clip is read (ParameterError naming them)."""
+        for name in ("hidden_size", "num_layers", "epochs", "patience", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"{name} must be an integer ≥ 1, got {value!r}")
+        if self.sample_rate is not None and (isinstance(self.sample_rate, bool) or not isinstance(self.sample_rate, int)
+                                             or self.sample_rate < 1):
+            raise ParameterError(f"sample_rate must be None (the data's) or an integer ≥ 1 Hz, got {self.sample_rate!r}")
+        for name in ("max_seconds", "grad_clip"):
+            if not getattr(self, name) > 0:  # also refuses NaN
+                raise ParameterError(f"{name} must be above 0, got {getattr(self, name)!r}")
+        for name in ("lr", "weight_decay"):  # lr 0 leaves the weights where they start
+            if not getattr(self, name) >= 0:
+                raise ParameterError(f"{name} must be ≥ 0, got {getattr(self, name)!r}")
+        for name in ("dropout", "label_smoothing"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ParameterError(f"{name} must be ≥ 0 and below 1, got {getattr(self, name)!r}")
+        if not 0 < self.valid_fraction < 1:
+            raise ParameterError(f"valid_fraction must be above 0 and below 1, got {self.valid_fraction!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -407,6 +428,13 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".ckpt.safetensors")
 
 
+def metrics_file(out: str | os.PathLike) -> Path:
+    """Where ``audioseq train`` writes a model's metrics: ``m.safetensors`` → ``m.metrics.json``,
+    and any other name gains the suffix (``m.v1`` → ``m.v1.metrics.json``, not ``m.metrics.json``)."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".safetensors") + ".metrics.json")
+
+
 def train(
     data: Dataset | Sequence[Example],
     config: TrainConfig | None = None,
@@ -465,8 +493,10 @@ def train(
     trainer = Trainer(config, labels, train_ex, valid_ex, init_state)
     trainer.prepare_data()
     ckpt = checkpoint_path(out) if out is not None else None
+    resumed_after = None
     if resume and ckpt is not None and ckpt.exists():
         trainer.load_checkpoint(ckpt)
+        resumed_after = trainer.epoch
     elif base is None:  # a model to start from keeps the statistics its weights were trained with
         trainer.fit_normalisation()
     history = trainer.fit(ckpt, callback)
@@ -474,6 +504,7 @@ def train(
     metrics: dict[str, Any] = {
         "best_epoch": trainer.best_epoch,
         "epochs_run": trainer.epoch,
+        "resumed_after_epoch": resumed_after,  # None: not resumed
         "train_clips": len(trainer.train_waves),
         "valid": valid_metrics,
         "recipe": config.to_dict(),

@@ -218,12 +218,16 @@ def test_folders_are_searched_recursively(tiny_model_file: Path, tmp_path: Path)
     broken.write_text("not audio")
     (root / "a" / "notes.txt").write_text("not a clip, and not named like one")
     (root / "empty_dir.wav").mkdir()
-    proc = run_cli("predict", tiny_model_file, root, "--format", "jsonl", "--max-errors", "1")
+    dangling = root / "b" / "gone.wav"
+    dangling.symlink_to(root / "deleted.wav")  # a link whose clip was deleted: a row, not nothing
+    proc = run_cli("predict", tiny_model_file, root, "--format", "jsonl", "--max-errors", "2")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [row["source"] for row in rows] == sorted(str(p) for p in [*expected_good, flac, broken])
+    assert [row["source"] for row in rows] == sorted(str(p) for p in [*expected_good, flac, broken, dangling])
     by_source = {row["source"]: row for row in rows}
     assert by_source[str(broken)]["error_type"] == "UnreadableAudioError"
+    assert (by_source[str(dangling)]["error_type"], by_source[str(dangling)]["error"]) == (
+        "UnreadableAudioError", "no such file")
     assert all(by_source[str(p)]["label"] for p in [*expected_good, flac])
 
 
@@ -235,6 +239,29 @@ def test_a_folder_without_audio_is_an_error_row(tiny_model_file: Path, tmp_path:
     assert [row["source"] for row in rows] == [str(tmp_path)]
     assert rows[0]["error_type"] == "UnreadableAudioError" and rows[0]["label"] is None
     assert "1 of 1 input(s) failed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("option", [["--batch-size", "0"], ["--workers", "-1"], ["--max-errors", "-1"]],
+                         ids=["batch-size", "workers", "max-errors"])
+def test_a_bad_predict_option_is_refused_before_the_output_is_touched(
+    option: list[str], tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "predictions.csv"
+    out.write_text("yesterday's predictions\n")
+    result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(good_wavs[0]), "--format", "csv",
+                                              "--output", str(out), *option])
+    assert result.exit_code == 2 and f"Invalid value for '{option[0]}'" in result.output
+    assert out.read_text() == "yesterday's predictions\n"
+
+
+def test_a_silent_clip_is_an_error_row_not_a_label(tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path) -> None:
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(8000, dtype=np.float32), 8000)
+    whisper = write_wav(tmp_path / "whisper.wav", 10 ** (-70 / 20) * sweep(0.5, 8000, seed=5), 8000)
+    proc = run_cli("predict", tiny_model_file, good_wavs[0], silent, whisper, "--format", "jsonl", "--max-errors", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert rows[0]["label"] and [row["error_type"] for row in rows[1:]] == ["SilentAudioError"] * 2
+    assert rows[1]["error"] == "the clip is silent (its loudest sample is below -60 dBFS)"
 
 
 # --- predict: damaged and hostile model files ---------------------------------------------------
@@ -359,10 +386,42 @@ def test_evaluate_json_reproduces_the_test_scores(trained_cli: tuple[Any, Path])
     cm = np.array(result["confusion_matrix"])
     for i, label in enumerate(result["labels"]):
         support = cm[i].sum()
-        assert result["per_class_recall"][label] == pytest.approx(cm[i, i] / support if support else 0.0)
+        assert result["per_class_recall"][label] == (pytest.approx(cm[i, i] / support) if support else None)
     stored = json.loads(out.with_suffix(".metrics.json").read_text())["test"]
     assert result["confusion_matrix"] == stored["confusion_matrix"]
     assert result["accuracy"] == stored["accuracy"]
+
+
+def test_evaluate_leaves_out_the_recall_of_labels_without_clips(trained_cli: tuple[Any, Path], tmp_path: Path) -> None:
+    _, out = trained_cli
+    clips = tmp_path / "clips"
+    for label, seed in (("tone", 1), ("tone", 2), ("noise-burst", 3)):
+        write_wav(clips / label / f"{seed}.wav", sweep(0.5, 8000, seed=seed), 8000)
+    result = cli_json("evaluate", out, "--dataset", "folder", "--data", clips, "--json")
+    assert result["count"] == 3
+    assert {label for label, recall in result["per_class_recall"].items() if recall is not None} == {"tone", "noise-burst"}
+    text = run_cli("evaluate", out, "--dataset", "folder", "--data", clips).stdout
+    assert "  tone " in text and "noise-burst" in text and "chirp-up" not in text
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"hum": 2, "hiss": 1}, "none of the 3 clips of the dataset could be scored: 3 have labels the model does not "
+                            "know ('hiss', 'hum')"),
+    ({"test/tone": 0, "train/tone": 2}, "split 'test' has no clips"),
+])
+def test_evaluate_with_nothing_to_score_is_an_error(
+    trained_cli: tuple[Any, Path], tmp_path: Path, data: dict[str, int], message: str
+) -> None:
+    _, out = trained_cli
+    clips = tmp_path / "clips"
+    for folder, count in data.items():
+        (clips / folder).mkdir(parents=True)
+        for i in range(count):
+            write_wav(clips / folder / f"{i}.wav", sweep(0.5, 8000, seed=i), 8000)
+    split = ["--split", "test"] if "test/tone" in data else []
+    proc = run_cli("evaluate", out, "--dataset", "folder", "--data", clips, *split)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"Error: EvaluationError: {message}" in proc.stderr
 
 
 def test_evaluate_shows_progress_on_a_terminal_and_keeps_stdout_for_the_report(trained_cli: tuple[Any, Path]) -> None:
@@ -391,6 +450,26 @@ def test_info_of_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     proc = run_cli("info", tmp_path / "absent.safetensors")
     assert proc.returncode == 1
     assert "absent.safetensors" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unknown_model_name_lists_the_ready_trained_ones(tmp_path: Path) -> None:
+    proc = run_cli("predict", "digitz", tmp_path / "clip.wav", cwd=tmp_path)
+    assert proc.returncode == 1
+    ready = ", ".join(audioseq.bundled_models())
+    assert f"ModelFileError: digitz: no such file, nor a ready-trained model of that name (ready-trained: {ready})" \
+        in proc.stderr
+
+
+def test_info_describes_a_model_whose_plugin_is_missing(tiny_model_file: Path, tmp_path: Path) -> None:
+    model = _edited(tiny_model_file, tmp_path, lambda doc: doc["network"].update(cell="quantum-lstm"))
+    proc = run_cli("info", model)
+    assert proc.returncode == 1
+    assert "  cell: quantum-lstm" in proc.stdout and f"labels: {', '.join(audioseq.load(tiny_model_file).labels)}" \
+        in proc.stdout
+    assert "Error: cannot run here: UnknownComponentError: unknown cell 'quantum-lstm'" in proc.stderr
+    described = json.loads(run_cli("info", model, "--json").stdout)
+    assert described["network"]["cell"] == "quantum-lstm" and described["runtime"] is None
+    assert described["error"].startswith("UnknownComponentError: unknown cell 'quantum-lstm'")
 
 
 def _wav_tree(root: Path) -> dict[str, list[Path]]:
@@ -527,6 +606,40 @@ def test_bad_options_through_the_installed_command(option: list[str], words: str
     assert proc.returncode != 0
     assert words in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("option", [
+    ["--epochs", "0"], ["--layers", "0"], ["--hidden", "-3"], ["--batch-size", "0"], ["--patience", "0"],
+    ["--sample-rate", "0"], ["--lr", "0"], ["--dropout", "1"],
+], ids=lambda option: option[0])
+def test_a_training_setting_that_cannot_train_is_refused_before_the_data_is_read(
+    option: list[str], tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(click_group, ["train", "--dataset", "folder", "--data", str(tmp_path / "absent"),
+                                              "--out", str(tmp_path / "m.safetensors"), *option])
+    assert result.exit_code == 2 and f"Invalid value for '{option[0]}'" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_folder_that_does_not_exist_is_refused_before_training(tmp_path: Path) -> None:
+    result = CliRunner().invoke(click_group, ["train", "--dataset", "synthetic", "--out",
+                                              str(tmp_path / "missing" / "m.safetensors")])
+    assert result.exit_code == 2
+    assert "Invalid value for '--out': the folder" in result.output and "missing does not exist" in result.output
+
+
+def test_training_warnings_are_one_line_and_resume_says_what_it_found(tmp_path: Path) -> None:
+    clips = _wav_tree(tmp_path / "clips")
+    (clips["hum"][0].parent / "broken.wav").write_text("not audio")
+    out = tmp_path / "model.v1"  # not .safetensors: its metrics must not be "model.metrics.json"
+    args = ["train", "--dataset", "folder", "--data", tmp_path / "clips", "--out", out,
+            "--epochs", "1", "--hidden", "8", "--layers", "1"]
+    proc = run_cli(*args, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert f"no checkpoint at {out}.ckpt.safetensors: training from the start" in proc.stderr
+    assert "warning: skipped 1 unreadable clip(s), e.g. " in proc.stderr
+    assert "UserWarning" not in proc.stderr and ".py:" not in proc.stderr
+    assert (tmp_path / "model.v1.metrics.json").is_file() and not (tmp_path / "model.metrics.json").exists()
 
 
 def test_train_defaults_are_the_engine_defaults() -> None:

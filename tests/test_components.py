@@ -196,6 +196,25 @@ def test_dataset_contract(name: str, tmp_path: Path) -> None:
     check_dataset(factory, root, **params)
 
 
+def test_the_folder_dataset_reads_every_audio_suffix_and_reports_a_broken_link(tmp_path: Path) -> None:
+    for label, suffix, fmt in (("a", ".aiff", "AIFF"), ("a", ".WAV", "WAV"), ("b", ".au", "AU"), ("b", ".flac", "FLAC")):
+        path = tmp_path / label / f"clip{suffix}"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, np.zeros(800, dtype=np.float32), 8000, format=fmt)
+    (tmp_path / "b" / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    (tmp_path / "b" / "notes.txt").write_text("not a clip")
+    data = get_component("dataset", "folder").factory(str(tmp_path))
+    assert sorted(Path(ex.audio).name for ex in data.examples()) == ["clip.WAV", "clip.aiff", "clip.au",
+                                                                        "clip.flac", "gone.wav"]
+
+
+@pytest.mark.parametrize("name", ["logmel", "mfcc", "spectrogram"])
+@pytest.mark.parametrize("setting", ["win_ms", "hop_ms"])
+def test_a_window_or_hop_of_no_length_is_refused(name: str, setting: str) -> None:
+    with pytest.raises(ValueError, match="win_ms and hop_ms must be above 0 ms"):
+        get_component("feature", name).factory(8000, **{setting: -5.0})
+
+
 # -- properties of the engine around the cells --------------------------------------------------------
 
 
@@ -389,6 +408,19 @@ class OffByOneFeature(LogMel):
         return super().num_frames(num_samples) + (torch.as_tensor(num_samples) >= self.n_fft).long()
 
 
+class OneShortFeature(LogMel):
+    """Counts one frame fewer than forward makes, its declared min_samples being right."""
+
+    def num_frames(self, num_samples: Tensor) -> Tensor:
+        return (super().num_frames(num_samples) - 1).clamp(min=0)
+
+
+class WrongDimFeature(LogMel):
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__(sample_rate)
+        self.dim += 1
+
+
 class BatchNormalisedFeature(LogMel):
     """Subtracts the mean over the whole batch: padding and neighbours change every frame."""
 
@@ -417,8 +449,8 @@ class RunningLevelFeature(LogMel):
 
 @pytest.mark.parametrize(
     "factory, check",
-    [(OffByOneFeature, "frame count"), (BatchNormalisedFeature, "batch consistency"), (UnflooredFeature, "silence"),
-     (RunningLevelFeature, "threads")],
+    [(OffByOneFeature, "frame count"), (OneShortFeature, "num_frames"), (WrongDimFeature, "dim"),
+     (BatchNormalisedFeature, "batch consistency"), (UnflooredFeature, "silence"), (RunningLevelFeature, "threads")],
 )
 def test_check_feature_names_the_broken_property(factory: Callable[..., nn.Module], check: str) -> None:
     with pytest.raises(ContractError) as caught:

@@ -16,7 +16,7 @@ import torch
 from audioseq import inspection
 from audioseq.classifier import Classifier
 from audioseq.diagnostics import compare_cells, gradient_through_time
-from audioseq.errors import AudioError, AudioTooShortError, NonFiniteAudioError, UnreadableAudioError
+from audioseq.errors import AudioError, AudioTooShortError, NonFiniteAudioError, SilentAudioError, UnreadableAudioError
 from audioseq.inspection import inspect_clip, trace_encoder
 from audioseq.model import NetworkConfig
 from audioseq.spec import ModelSpec
@@ -179,7 +179,9 @@ def test_bad_clips_raise_typed_errors(tmp_path: Path) -> None:
         clf.inspect(str(tmp_path / "missing.wav"))
     assert "missing.wav" in str(missing.value)
     with pytest.raises(AudioTooShortError):
-        clf.inspect((np.zeros(10, dtype=np.float32), RATE))
+        clf.inspect((np.full(10, 0.1, dtype=np.float32), RATE))
+    with pytest.raises(SilentAudioError):
+        clf.inspect((np.zeros(RATE, dtype=np.float32), RATE))
     wave, rate = _clip()
     wave[100] = np.nan
     with pytest.raises(NonFiniteAudioError):

@@ -291,6 +291,133 @@ def test_a_model_name_registered_twice_names_both_plugins(tmp_path: Path) -> Non
         assert "'twin'" in str(caught.value) and "'audioseq.default_plugins.models'" in str(caught.value)
 
 
+# --- what a plugin can get wrong ------------------------------------------------------------
+
+
+class WideCell(TinyCell):
+    """Returns twice the hidden size: the next layer would fail far from the cause."""
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h, new_state = super().forward(x_t, state)
+        return torch.cat([h, h], dim=-1), new_state
+
+
+class SwappedCell(TinyCell):
+    """Returns (state, h) as its state: a structure unlike ``initial_state``'s."""
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Any]:
+        h, new_state = super().forward(x_t, state)
+        return h, (new_state, h)
+
+
+class OneFrameTooMany(FrameStats):
+    def num_frames(self, num_samples: Tensor) -> Tensor:
+        return super().num_frames(num_samples) + 1
+
+
+class OneValueTooMany(FrameStats):
+    dim = 3
+
+
+class Careless:
+    """A plugin registering what it is given, to try each mistake in turn."""
+
+    def __init__(self, kind: str, name: Any, factory: Any) -> None:
+        self.kind, self.name, self.factory = kind, name, factory
+
+    @hookimpl
+    def register_cells(self, register: Register) -> None:
+        if self.kind == "cell":
+            register(self.name, self.factory)
+
+    @hookimpl
+    def register_features(self, register: Register) -> None:
+        if self.kind == "feature":
+            register(self.name, self.factory)
+
+
+def _cell_with(annotation: Any, default: Any) -> Any:
+    def cell(input_size: int, hidden_size: int, odd=default) -> nn.Module:
+        return TinyCell(input_size, hidden_size)
+
+    cell.__annotations__ = {"odd": annotation}
+    return cell
+
+
+@pytest.mark.parametrize(
+    ("name", "factory", "message"),
+    [
+        ("dict-param", _cell_with(dict[str, int], {}), r"parameter 'odd' has type dict, which cannot be given"),
+        ("path-param", _cell_with(Path, Path(".")), r"parameter 'odd' has type Path"),
+        ("union-param", _cell_with(int | str, 3), r"parameter 'odd' has type"),
+        ("bad-choice", _cell_with(Literal["a", "b"], "c"), r"the default 'c', which is not a choice"),
+        ("bad-int", _cell_with(int, 2.5), r"the default 2.5, which is not a int"),
+        ("Bad Name,x=1", TinyCell, r"registered a cell named 'Bad Name,x=1'; a name is letters"),
+        ("not-callable", 42, r"registered cell 'not-callable' as 42, which is not callable"),
+    ],
+)
+def test_a_component_the_engine_cannot_offer_skips_its_plugin(
+    monkeypatch: pytest.MonkeyPatch, name: str, factory: Any, message: str
+) -> None:
+    monkeypatch.setattr(plugins, "broken", [])
+    with registered(Careless("cell", name, factory), "careless"):
+        with pytest.warns(UserWarning, match="skipping plugin 'careless', hook register_cells failed") as caught:
+            assert name not in audioseq.list_cells()
+        assert re.search(message, str(caught[0].message))
+        assert caught[0].filename == "<audioseq plugin 'careless'>"  # not a line of audioseq
+        result = CliRunner().invoke(audioseq_cli, ["plugins", "--json"])
+        assert result.exit_code == 0, result.output
+        entry = next(p for p in json.loads(result.stdout) if p["name"] == "careless")
+        assert re.search(message, entry["error"]) and entry["components"] == []
+
+
+class HalfWay:
+    """Registers a cell, then its feature hook raises: the plugin is skipped, cell included."""
+
+    @hookimpl
+    def register_cells(self, register: Register) -> None:
+        register("half-cell", TinyCell)
+
+    @hookimpl
+    def register_features(self, register: Register) -> None:
+        register("half-feature", FrameStats)
+        raise RuntimeError("the feature's weights are missing")
+
+
+def test_a_plugin_whose_hook_fails_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugins, "broken", [])
+    with registered(HalfWay(), "halfway"):
+        with pytest.warns(UserWarning, match="'halfway', hook register_features raised: RuntimeError"):
+            cells, features = audioseq.list_cells(), audioseq.list_features()
+        assert "half-cell" not in cells and "half-feature" not in features and "gru" in cells
+        with pytest.raises(UnknownComponentError, match="half-cell"):
+            plugins.get_component("cell", "half-cell")
+
+
+@pytest.mark.parametrize(
+    ("kind", "factory", "message"),
+    [
+        ("cell", WideCell, r"cell 'careless-part' \(plugin 'careless'\): gave outputs of shape \(\d+, \d+, 8\) "
+                           r"for .* expected \(B, T, H\) = \(\d+, \d+, 4\)"),
+        ("cell", SwappedCell, r"cell 'careless-part' \(plugin 'careless'\): forward returned a new state shaped "
+                              r"\(\(\d+, 4\), \(\d+, 4\)\) from a state shaped \(\d+, 4\)"),
+        ("feature", OneFrameTooMany, r"feature 'careless-part' \(plugin 'careless'\): gave frames of shape "
+                                     r"\(\d+, (\d+), 2\) for clips of at most \d+ samples, where num_frames and "
+                                     r"dim say \(B, (?!\1)\d+, 2\)"),
+        ("feature", OneValueTooMany, r"feature 'careless-part' \(plugin 'careless'\): gave frames of shape "
+                                     r"\(\d+, (\d+), 2\) .* say \(B, \1, 3\)"),
+    ],
+)
+def test_a_component_breaking_its_contract_is_named_when_it_runs(kind: str, factory: Any, message: str) -> None:
+    data = audioseq.load_dataset("synthetic", None, {"per_class": 2, "max_seconds": 0.5})
+    names = {"cell": "careless-part", "feature": "logmel"} if kind == "cell" else {"cell": "rnn", "feature": "careless-part"}
+    config = TrainConfig(feature=names["feature"], cell=names["cell"], hidden_size=4, num_layers=1,
+                         bidirectional=False, pooling="mean", augment=None, epochs=1, batch_size=4, device="cpu")
+    with registered(Careless(kind, "careless-part", factory), "careless"):
+        with pytest.raises(PluginError, match=message):
+            audioseq.train(data, config)
+
+
 def test_an_existing_file_wins_over_a_model_name(shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("shipped-digits").write_bytes(b"not a model")
@@ -402,6 +529,24 @@ def register_cells(register):
     register("fake-cell", GRUCell)
 '''
 
+TYPO = '''
+from audioseq import hookimpl
+from audioseq.default_plugins.cells import GRUCell
+
+
+@hookimpl
+def register_cell(register):
+    register("typo-cell", GRUCell)
+'''
+
+UNDECORATED = '''
+from audioseq.default_plugins.cells import GRUCell
+
+
+def register_cells(register):
+    register("undecorated-cell", GRUCell)
+'''
+
 # Loads the plugins the environment allows and reports what `audioseq plugins` shows.
 PROBE = '''
 import json, warnings
@@ -437,6 +582,8 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "broken": fake_distribution(where, "broken", "broken_plugin_mod", BROKEN, "0.1"),
         "raising": fake_distribution(where, "raising", "raising_plugin_mod", RAISING, "0.2"),
         "dup": fake_distribution(where, "dup", "dup_plugin_mod", DUPLICATE, "0.3"),
+        "typo": fake_distribution(where, "typo", "typo_plugin_mod", TYPO, "0.4"),
+        "undecorated": fake_distribution(where, "undecorated", "undecorated_plugin_mod", UNDECORATED, "0.5"),
     }
 
 
@@ -479,7 +626,9 @@ def test_entry_points_load_and_failures_are_reported(dists: dict[str, Path]) -> 
 @pytest.mark.parametrize(
     ("dist", "message"),
     [("broken", "PluginError: plugin 'broken' failed to load: ImportError: this plugin needs libfoo"),
-     ("raising", "PluginError: plugin 'raising' hook register_cells raised: RuntimeError: the model zoo")],
+     ("raising", "PluginError: plugin 'raising' hook register_cells raised: RuntimeError: the model zoo"),
+     ("typo", "PluginError: plugin 'typo' failed to load: PluginError: unknown hook 'register_cell'; the hooks are "
+              "register_cells, register_features, register_datasets, register_models")],
 )
 def test_strict_mode_makes_a_failing_plugin_fatal(dists: dict[str, Path], dist: str, message: str) -> None:
     proc = fresh([str(SCRIPT), "plugins"], [dists["fake"], dists[dist]], AUDIOSEQ_STRICT_PLUGINS="1")
@@ -487,11 +636,24 @@ def test_strict_mode_makes_a_failing_plugin_fatal(dists: dict[str, Path], dist: 
     assert message in proc.stderr
 
 
+def test_a_misnamed_or_undecorated_hook_skips_its_plugin(dists: dict[str, Path]) -> None:
+    report = probe([dists["fake"], dists["typo"], dists["undecorated"]])
+    typo, undecorated = report["by_name"]["typo"], report["by_name"]["undecorated"]
+    assert typo["error"] == ("PluginError: unknown hook 'register_cell'; the hooks are register_cells, "
+                             "register_features, register_datasets, register_models")
+    assert undecorated["error"].startswith("PluginError: it implements none of the hooks (register_cells, ")
+    assert "@audioseq.hookimpl" in undecorated["error"]
+    assert typo["components"] == undecorated["components"] == [] and typo["version"] == "0.4"
+    assert any("'typo'" in w and "register_cell'" in w for w in report["warnings"])
+    assert "typo-cell" not in report["listing"] and "undecorated-cell" not in report["listing"]
+    assert report["by_name"]["fake"]["error"] is None
+
+
 def test_a_duplicate_across_distributions_names_both(dists: dict[str, Path]) -> None:
     proc = fresh([str(SCRIPT), "plugins"], [dists["fake"], dists["dup"]])
     assert proc.returncode == 1
     assert re.search(r"PluginError: cell 'fake-cell' is registered twice: by plugin '(fake|dup)' and by plugin "
-                     r"'(fake|dup)'", proc.stderr)
+                     r"'(fake|dup)'; uninstall one of them, or leave one out with AUDIOSEQ_LOAD_PLUGINS=", proc.stderr)
     assert "'fake'" in proc.stderr and "'dup'" in proc.stderr
 
 
@@ -508,6 +670,9 @@ def test_an_allow_list_loads_only_the_named_entry_points(dists: dict[str, Path])
     assert report["warnings"] == []
     assert {name for name in report["by_name"] if not name.startswith("audioseq.")} == {"fake"}
     assert report["by_name"]["fake"]["version"] == "1.2.3"
+    proc = fresh([sys.executable, "-c", "from audioseq import plugins; plugins.get_component('cell', 'dup-cell')"],
+                 [dists["fake"], dists["dup"]], AUDIOSEQ_LOAD_PLUGINS="fake")
+    assert "add it to AUDIOSEQ_LOAD_PLUGINS (now 'fake'), which limits the plugins loaded" in proc.stderr
 
 
 def test_help_does_not_import_torch() -> None:

@@ -7,6 +7,7 @@ with a typed error naming the file.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -159,6 +160,36 @@ def test_a_single_input_need_not_be_a_list(good_wavs: list[Path]) -> None:
     assert clf.predict([]) == []
 
 
+def test_a_sample_rate_held_in_a_0d_tensor_or_numpy_scalar_is_one_clip() -> None:
+    clf = tiny_classifier()
+    wave = sweep(0.5, 8000)
+    expected = probs(clf.predict((wave, 8000))[0])
+    for rate in (torch.tensor(8000), np.int64(8000), np.array(8000.0), torch.tensor(8000.0)):
+        [row] = clf.predict((wave, rate))
+        np.testing.assert_allclose(probs(row), expected, atol=1e-6)
+    [row] = clf.predict([(wave, torch.tensor(True))])
+    assert row.error_type == "UnreadableAudioError" and "sample rate must be a number of Hz" in row.error
+
+
+def test_predict_iter_checks_its_arguments_when_called() -> None:
+    clf = tiny_classifier()
+    with pytest.raises(audioseq.ParameterError, match="batch_size must be an integer ≥ 1, got 0"):
+        clf.predict_iter(["never-read.wav"], batch_size=0)  # not only once the first row is asked for
+    with pytest.raises(audioseq.ParameterError, match="num_workers must be an integer ≥ 0 or None, got -1"):
+        clf.predict_iter(["never-read.wav"], num_workers=-1)
+
+
+def test_silence_is_a_typed_error_unless_the_model_accepts_it() -> None:
+    clf = tiny_classifier()
+    quiet = 10 ** (-65 / 20) * sweep(0.5, 8000)  # peak at -65 dBFS
+    rows = clf.predict([(np.zeros(4000, dtype=np.float32), 8000), (quiet, 8000), (sweep(0.5, 8000), 8000)])
+    assert [row.error_type for row in rows] == ["SilentAudioError", "SilentAudioError", None]
+    assert rows[1].error == "the clip is silent (its loudest sample is below -60 dBFS)" and rows[1].label is None
+    clf.frontend.preprocess = dataclasses.replace(clf.frontend.preprocess, silence_dbfs=None)
+    rows = clf.predict([(np.zeros(4000, dtype=np.float32), 8000), (quiet, 8000)])
+    assert all(row.error is None and row.label in clf.labels for row in rows)
+
+
 def test_paths_and_arrays_of_the_same_clip_agree(tmp_path: Path) -> None:
     clf = tiny_classifier("gru", "attention", True)
     wave = sweep(0.7, 16000, seed=5)
@@ -239,8 +270,10 @@ def _clip(spec: dict[str, Any]) -> np.ndarray:
     return (wave / 0.42 * spec["amplitude"]).astype(np.float32)
 
 
-def _check(row: Any, labels: list[str]) -> None:
-    if row.error is not None:
+def _check(row: Any, labels: list[str], amplitude: float) -> None:
+    if amplitude < 10 ** (-60 / 20):  # 0 and 1e-6 (-120 dBFS): below the models' silence level
+        assert row.error_type == "SilentAudioError", row
+    elif row.error is not None:
         assert row.error_type == "AudioTooShortError", row
     else:
         assert_valid_prediction(row, labels)
@@ -250,7 +283,7 @@ def _check(row: Any, labels: list[str]) -> None:
 @given(spec=clip_specs, channels_first=st.booleans(), dtype=st.sampled_from(["float32", "float64", "int16"]))
 @example(spec={"seconds": 0.01, "rate": 48000, "channels": 2, "amplitude": 0.5, "seed": 0},
          channels_first=False, dtype="float32")
-def test_any_array_gives_finite_probabilities_or_too_short(
+def test_any_array_gives_finite_probabilities_or_is_too_short_or_silent(
     spec: dict[str, Any], channels_first: bool, dtype: str
 ) -> None:
     clf = _shared_classifier()
@@ -263,19 +296,19 @@ def test_any_array_gives_finite_probabilities_or_too_short(
         wave = np.ascontiguousarray(wave.T)
     rows = clf.predict([(wave, spec["rate"])])
     assert len(rows) == 1
-    _check(rows[0], clf.labels)
+    _check(rows[0], clf.labels, spec["amplitude"])
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=clip_specs, subtype=st.sampled_from(["PCM_16", "PCM_24", "FLOAT"]))
-def test_any_wav_file_gives_finite_probabilities_or_too_short(spec: dict[str, Any], subtype: str) -> None:
+def test_any_wav_file_gives_finite_probabilities_or_is_too_short_or_silent(spec: dict[str, Any], subtype: str) -> None:
     clf = _shared_classifier()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.wav"
         sf.write(path, np.clip(_clip(spec), -1, 1), spec["rate"], subtype=subtype)
         rows = clf.predict([path])
     assert len(rows) == 1 and rows[0].source == str(path)
-    _check(rows[0], clf.labels)
+    _check(rows[0], clf.labels, spec["amplitude"])
 
 
 def _sensitive_classifier(cell: str, bidirectional: bool) -> Any:
@@ -456,7 +489,7 @@ def test_a_failing_step_costs_its_clip_a_row_and_nothing_else(monkeypatch: pytes
     either step, or a clip too short once trimmed, is that clip's error row."""
     clf = tiny_classifier()
     clips = [(sweep(0.3, 8000, seed=i), 8000) for i in range(6)]
-    clips[4] = (np.zeros(40, dtype=np.float32), 8000)  # 5 ms: shorter than one frame
+    clips[4] = (np.full(40, 0.1, dtype=np.float32), 8000)  # 5 ms: shorter than one frame
     decode, finish = clf.frontend.decode, clf.frontend.finish
 
     def broken_decode(source: Any, name: str) -> torch.Tensor:

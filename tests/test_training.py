@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ import audioseq
 from audioseq.dataset import Example
 from audioseq.errors import ModelFileError
 from audioseq.modelfile import read_tensors, write_tensors
-from audioseq.training import TrainConfig, checkpoint_path, detect_sample_rate
+from audioseq.training import TrainConfig, checkpoint_path, detect_sample_rate, metrics_file
 from conftest import TINY_DATASET_OPTS, TINY_TRAIN_ARGS, entry_point, run_cli, sweep, write_wav
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -276,3 +277,30 @@ def test_an_interrupted_fine_tuning_resumes_to_the_same_weights(trained: Any, tm
     resumed = audioseq.train(data, config, out=out, resume=True, init=trained.classifier)
     assert resumed.history == whole.history
     _assert_same_tensors(read_tensors(out)[0], read_tensors(tmp_path / "whole.safetensors")[0])
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("epochs", 0, "epochs must be an integer ≥ 1, got 0"),
+    ("num_layers", 0, "num_layers must be an integer ≥ 1"),
+    ("hidden_size", 2.5, "hidden_size must be an integer ≥ 1, got 2.5"),
+    ("batch_size", True, "batch_size must be an integer ≥ 1, got True"),
+    ("patience", -1, "patience must be an integer ≥ 1"),
+    ("sample_rate", 0, "sample_rate must be None (the data's) or an integer ≥ 1 Hz, got 0"),
+    ("lr", float("nan"), "lr must be ≥ 0, got nan"),
+    ("max_seconds", 0.0, "max_seconds must be above 0"),
+    ("weight_decay", -0.1, "weight_decay must be ≥ 0"),
+    ("dropout", 1.0, "dropout must be ≥ 0 and below 1, got 1.0"),
+    ("label_smoothing", -0.1, "label_smoothing must be ≥ 0 and below 1"),
+    ("valid_fraction", 0.0, "valid_fraction must be above 0 and below 1, got 0.0"),
+])
+def test_a_setting_that_cannot_train_is_refused_when_the_config_is_made(setting: str, value: Any, message: str) -> None:
+    with pytest.raises(audioseq.ParameterError, match=re.escape(message)):
+        TrainConfig(**{setting: value})
+    assert TrainConfig(sample_rate=8000, dropout=0.0).sample_rate == 8000  # the edges that can train
+
+
+@pytest.mark.parametrize(("out", "metrics"), [
+    ("m.safetensors", "m.metrics.json"), ("runs/m.v1", "runs/m.v1.metrics.json"), ("m", "m.metrics.json"),
+])
+def test_the_metrics_file_sits_beside_the_model_without_taking_another_models_name(out: str, metrics: str) -> None:
+    assert metrics_file(out) == Path(metrics)

@@ -20,13 +20,16 @@ import numpy as np
 import soundfile as sf
 
 import audioseq
+from audioseq.preprocess import Preprocess
 
 if TYPE_CHECKING:
     from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 MAX_BYTES = 20 * 1024 * 1024  # as server.maxUploadSize, which only guards the browser upload
 MAX_SECONDS = 30.0
-SILENCE_DBFS = -60.0  # a clip whose peak stays below this holds nothing to classify
+# A clip whose peak stays below this holds nothing to classify: the engine's default, checked here
+# already so that a silent recording is refused before it reaches the Teach page's training.
+SILENCE_DBFS = Preprocess().silence_dbfs
 RECORDING_NAME = "recording.wav"
 
 Upload = tuple[str, bytes]  # (file name as the user gave it, content)

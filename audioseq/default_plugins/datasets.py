@@ -12,8 +12,7 @@ import numpy as np
 
 from ..dataset import SPLITS, Example
 from ..hookspecs import hookimpl
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+from ..suffixes import AUDIO_SUFFIXES
 
 
 def _need_root(root: str | None, name: str) -> Path:
@@ -34,7 +33,8 @@ def _split_of(items: list[Example], split: str | None) -> list[Example]:
 
 
 class FolderDataset:
-    """Clips in one folder per label: ``root/<label>/*.wav|flac|ogg|mp3`` (searched recursively).
+    """Clips in one folder per label: ``root/<label>/*.wav|flac|ogg|mp3|...`` (searched recursively;
+    the suffixes are ``audioseq.suffixes.AUDIO_SUFFIXES``).
 
     When ``root`` holds ``train/``, ``valid/`` and/or ``test/`` folders, each is read the same
     way and gives that split.
@@ -48,7 +48,7 @@ class FolderDataset:
             base = self.root / split if split else self.root
             for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 for f in sorted(label_dir.rglob("*")):
-                    if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file():
+                    if f.suffix.lower() in AUDIO_SUFFIXES and not f.is_dir():  # a broken link: reported unreadable
                         items.append(Example(str(f), label_dir.name, split))
         if not items:
             raise ValueError(f"dataset 'folder': no audio files under {self.root}/<label>/")

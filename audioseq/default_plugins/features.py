@@ -46,6 +46,8 @@ class _Framed(nn.Module):
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         if deltas not in (0, 1, 2):
             raise ValueError(f"deltas must be 0, 1 or 2, got {deltas}")
+        if not (win_ms > 0 and hop_ms > 0):
+            raise ValueError(f"win_ms and hop_ms must be above 0 ms, got {win_ms} and {hop_ms}")
         self.sample_rate = sample_rate
         self.win_length = max(2, round(sample_rate * win_ms / 1000))
         self.hop_length = max(1, round(sample_rate * hop_ms / 1000))

@@ -99,11 +99,17 @@ class _FeatureChecks:
             self.fail("num_frames", f"{LONGEST_SECONDS} s gives no frame", "frame clips of a few tenths of a second")
         minimum = int(torch.nonzero(counts)[0, 0])
         declared = getattr(self.feature, "min_samples", None)
-        if declared is not None and (not isinstance(declared, int) or declared < 1 or declared >= len(n)
-                                     or int(counts[declared]) < 1):
-            self.fail("min_samples",
-                      f"min_samples is {declared!r} but num_frames says the first frame needs {minimum} samples",
+        if declared is not None and (not isinstance(declared, int) or declared < 1 or declared >= len(n)):
+            self.fail("min_samples", f"min_samples is {declared!r}",
                       "set min_samples to the fewest samples that give one frame (the pipeline pads clips to it)")
+        if declared is not None and int(counts[declared]) < 1:  # min_samples too few, or num_frames wrong
+            made = self.frames(self.noise(1, declared)).shape[1]
+            if made == 0:
+                self.fail("min_samples", f"min_samples is {declared} but the first frame needs {minimum} samples "
+                          "(forward and num_frames agree)",
+                          "set min_samples to the fewest samples that give one frame (the pipeline pads clips to it)")
+            self.fail("num_frames", f"for {declared} samples (min_samples) forward gave {made} frames; num_frames "
+                      "says 0", "make num_frames exact: the engine masks frames with it")
         return minimum
 
     def lengths(self, minimum: int) -> None:
@@ -112,10 +118,16 @@ class _FeatureChecks:
         for n in sorted({minimum, minimum + 1, minimum + 2, minimum + 7, 2 * minimum, last, *picks}):
             expected = int(self.feature.num_frames(torch.tensor([n]))[0])
             out = self.frames(self.noise(2, n))
-            if not isinstance(out, Tensor) or out.shape != (2, expected, self.dim):
+            if not isinstance(out, Tensor) or out.dim() != 3 or out.shape[0] != 2:
                 got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-                self.fail("frame count", f"for 2 clips of {n} samples forward gave {got}; num_frames says "
-                          f"(2, {expected}, {self.dim})", "make num_frames exact: the engine masks frames with it")
+                self.fail("output shape", f"for 2 clips of {n} samples forward gave {got}",
+                          f"return frames of shape (B, T, dim) = (2, {expected}, {self.dim})")
+            if out.shape[2] != self.dim:
+                self.fail("dim", f"forward gave frames of {out.shape[2]} values but dim is {self.dim}",
+                          "set dim to the number of values in each frame forward returns")
+            if out.shape[1] != expected:
+                self.fail("frame count", f"for 2 clips of {n} samples forward gave {out.shape[1]} frames; "
+                          f"num_frames says {expected}", "make num_frames exact: the engine masks frames with it")
             if out.dtype != torch.float32 or not bool(torch.isfinite(out).all()):
                 self.fail("output values", f"{n} samples of noise gave {out.dtype} frames, finite: "
                           f"{bool(torch.isfinite(out).all())}", "return finite float32 frames")
