@@ -302,14 +302,20 @@ def info(model: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    net = clf.spec.network
     click.echo(f"{clf.path}\n  {clf!r}\n  {doc['parameters']:,} parameters, predictions run on {doc['runtime']}")
-    click.echo(f"  labels: {', '.join(clf.labels)}")
-    click.echo(f"  feature: {clf.spec.feature} {json.dumps(clf.spec.feature_params)}")
-    click.echo(f"  cell: {net.cell} {json.dumps(net.cell_params)}, dropout {net.dropout}")
-    click.echo(f"  preprocess: {json.dumps(clf.spec.preprocess.to_dict())}")
+    _show_description(doc)
+
+
+def _show_description(doc: dict[str, Any]) -> None:
+    """The text of ``info`` from a model's stored description (read as stored: it may not be runnable)."""
+    network, feature = doc.get("network", {}), doc.get("feature", {})
+    click.echo(f"  labels: {', '.join(map(str, doc.get('labels', [])))}")
+    click.echo(f"  feature: {feature.get('name')} {json.dumps(feature.get('params', {}))}")
+    click.echo(f"  cell: {network.get('cell')} {json.dumps(network.get('cell_params', {}))}, "
+               f"dropout {network.get('dropout')}")
+    click.echo(f"  preprocess: {json.dumps(doc.get('preprocess', {}))}")
     for split in ("valid", "test"):
-        m = clf.metrics.get(split)
+        m = doc.get("metrics", {}).get(split)
         if m:
             click.echo(f"  {split} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
 
@@ -325,10 +331,8 @@ def _describe_unrunnable(model: str, error: Exception, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
-        network, feature = doc.get("network", {}), doc.get("feature", {})
-        click.echo(f"{path}\n  labels: {', '.join(map(str, doc.get('labels', [])))}")
-        click.echo(f"  feature: {feature.get('name')} {json.dumps(feature.get('params', {}))}")
-        click.echo(f"  cell: {network.get('cell')} {json.dumps(network.get('cell_params', {}))}")
+        click.echo(str(path))
+        _show_description(doc)
     click.echo(f"Error: cannot run here: {doc['error']}", err=True)
 
 

@@ -16,10 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import numpy as np
 import soundfile as sf
+import torch
 
 import audioseq
+from audioseq.audio import check_not_silent
 from audioseq.preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -116,10 +117,10 @@ def check_clip(name: str, data: bytes, path: Path) -> Clip:
     except (sf.SoundFileError, RuntimeError, ValueError, MemoryError):
         clip.error = "the audio data is damaged or cut off"
         return clip
-    peak = float(np.abs(samples).max()) if samples.size else 0.0
-    # NaN compares false here, so the model's own check gets to name non-finite samples.
-    if peak < 10 ** (SILENCE_DBFS / 20):
-        clip.error = f"the clip is silent (its loudest sample is below {SILENCE_DBFS:g} dBFS)"
+    try:  # NaN compares false here, so the model's own check gets to name non-finite samples
+        check_not_silent(torch.from_numpy(samples), SILENCE_DBFS, name)
+    except audioseq.SilentAudioError as exc:
+        clip.error = exc.reason
         return clip
     clip.path = path
     return clip
