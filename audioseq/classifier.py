@@ -22,7 +22,7 @@ from .errors import ModelFileError, NonFiniteAudioError, ParameterError, Unknown
 from .model import SequenceClassifier
 from .modelfile import read_tensors, write_tensors
 from .pipeline import Frontend, Item, default_workers, iter_batches, iter_items
-from .plugins import build, list_components, registry
+from .plugins import build, list_components, provider, registry
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -219,6 +219,9 @@ class Classifier:
         backend: Backend = "auto",
     ) -> None:
         _check_backend(backend)
+        if not spec.providers:  # a model made here: its components are the ones registered now
+            spec = dataclasses.replace(spec, providers={
+                "feature": provider("feature", spec.feature), "cell": provider("cell", spec.network.cell)})
         self.spec = spec
         self.path = path
         self.backend = backend
@@ -427,8 +430,8 @@ def load(
     try:
         model = SequenceClassifier(spec.network)
         classifier = Classifier(spec, model, path=name, backend=backend)
-    except UnknownComponentError:
-        raise
+    except UnknownComponentError as exc:  # say what the model was made with, so the message can name it
+        raise UnknownComponentError(exc.kind, exc.name, exc.known, spec.providers.get(exc.kind)) from None
     except (ParameterError, TypeError, ValueError) as exc:
         raise ModelFileError(name, f"cannot build the network it describes: {exc}") from exc
     expected = model.state_dict()

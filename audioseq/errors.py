@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Iterable, Mapping
 
 
 class AudioseqError(Exception):
@@ -73,19 +73,28 @@ class ParameterError(AudioseqError, ValueError):
 class UnknownComponentError(AudioseqError, KeyError):
     """A cell, feature or dataset name that no installed plugin registers."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+    def __init__(self, kind: str, name: str, known: Iterable[str], provider: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.name = name
         self.known = sorted(known)
+        self.provider = dict(provider) if provider else None  # who gave it when a model was made, if known
         hint = ", ".join(self.known) or "none"
+        plugin = (self.provider or {}).get("plugin")
+        if plugin is None:
+            where = "If it comes from a plugin, install that plugin (see `audioseq plugins`)"
+        else:
+            dist = self.provider.get("distribution")
+            made = f"{dist} {self.provider.get('version', '')}".strip() if dist else None
+            where = (f"The model was made with it from plugin {plugin!r}"
+                     + (f" of {made}: install {dist}" if made else ": install that plugin"))
         allowed = os.environ.get("AUDIOSEQ_LOAD_PLUGINS")
-        where = ("install that plugin (see `audioseq plugins`)" if allowed is None else
-                 f"install that plugin, or add it to AUDIOSEQ_LOAD_PLUGINS (now {allowed!r}), which "
-                 "limits the plugins loaded")
-        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {hint}. If it comes from a plugin, {where}.")
+        if allowed is not None:
+            where += (f", or add {repr(plugin) if plugin else 'it'} to AUDIOSEQ_LOAD_PLUGINS (now {allowed!r}), "
+                      "which limits the plugins loaded")
+        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {hint}. {where}.")
 
     def __reduce__(self) -> tuple:
-        return (type(self), (self.kind, self.name, self.known))
+        return (type(self), (self.kind, self.name, self.known, self.provider))
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

@@ -181,14 +181,29 @@ def load_plugins() -> None:
             pm.register(importlib.import_module(module_name), name=module_name)
 
 
-def plugin_version(name: str) -> str | None:
-    if name in _dists:
-        return _dists[name][1]
-    if name.startswith("audioseq."):
+def _distribution(plugin: str) -> tuple[str, str] | None:
+    """The distribution (name, version) that installed a plugin; the default plugins are audioseq's."""
+    if plugin in _dists:
+        return _dists[plugin]
+    if plugin.startswith("audioseq."):
         from . import __version__
 
-        return __version__
+        return "audioseq", __version__
     return None
+
+
+def plugin_version(name: str) -> str | None:
+    dist = _distribution(name)
+    return dist[1] if dist else None
+
+
+def provider(kind: Kind, name: str) -> dict[str, str]:
+    """Who gives a registered component: ``plugin`` (its entry point, or the default plugin's module)
+    and, when known, the ``distribution`` to install and its ``version``. Stored in model files, so
+    that a model whose plugin is missing can say what to install."""
+    plugin = get_component(kind, name).plugin
+    dist = _distribution(plugin)
+    return {"plugin": plugin} if dist is None else {"plugin": plugin, "distribution": dist[0], "version": dist[1]}
 
 
 def _build() -> dict[Kind, dict[str, Component]]:

@@ -25,6 +25,9 @@ class ModelSpec:
         preprocess: waveform preprocessing applied before the features.
         max_seconds: longest clip accepted (checked from the header before decoding).
         metrics: training and evaluation results, informative only.
+        providers: ``{"feature": ..., "cell": ...}``, each ``{"plugin", "distribution", "version"}``
+            (the last two when known): who gave the components when the model was made, so that
+            a model whose plugin is missing can name what to install. Informative only.
     """
 
     labels: list[str]
@@ -35,6 +38,7 @@ class ModelSpec:
     preprocess: Preprocess = dataclasses.field(default_factory=Preprocess)
     max_seconds: float = 600.0
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    providers: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def limits(self) -> AudioLimits:
@@ -54,6 +58,7 @@ class ModelSpec:
             "preprocess": self.preprocess.to_dict(),
             "max_seconds": self.max_seconds,
             "metrics": self.metrics,
+            "providers": {kind: dict(who) for kind, who in self.providers.items()},
         }
 
     @classmethod
@@ -102,6 +107,10 @@ class ModelSpec:
         metrics = doc.get("metrics") or {}
         if not isinstance(metrics, dict):
             raise ValueError("metrics must be an object")
+        providers = doc.get("providers") or {}
+        if not (isinstance(providers, dict) and all(
+                isinstance(who, dict) and all(isinstance(v, str) for v in who.values()) for who in providers.values())):
+            raise ValueError("providers must map a component kind to {plugin, distribution, version} strings")
         return cls(
             labels=labels,
             sample_rate=sample_rate,
@@ -111,4 +120,5 @@ class ModelSpec:
             preprocess=Preprocess.from_dict(dict(doc.get("preprocess", {}))),
             max_seconds=max_seconds,
             metrics=metrics,
+            providers={str(kind): dict(who) for kind, who in providers.items()},
         )

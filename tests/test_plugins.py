@@ -675,6 +675,59 @@ def test_an_allow_list_loads_only_the_named_entry_points(dists: dict[str, Path])
     assert "add it to AUDIOSEQ_LOAD_PLUGINS (now 'fake'), which limits the plugins loaded" in proc.stderr
 
 
+# Saves a model whose cell comes from the fake distribution (run with it on the path).
+SAVE_WITH_FAKE_CELL = '''
+import sys
+from audioseq.classifier import Classifier
+from audioseq.model import NetworkConfig
+from audioseq.spec import ModelSpec
+
+network = NetworkConfig(input_size=16, num_classes=2, cell="fake-cell", hidden_size=4, num_layers=1)
+Classifier(ModelSpec(["a", "b"], 8000, network, feature="logmel", feature_params={"n_mels": 16})).save(sys.argv[1])
+'''
+
+
+def test_a_model_names_the_distribution_its_missing_plugin_came_from(dists: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "fake.safetensors"
+    made = fresh([sys.executable, "-c", SAVE_WITH_FAKE_CELL, str(model)], [dists["fake"]])
+    assert made.returncode == 0, made.stderr
+    stored = json.loads(fresh([str(SCRIPT), "info", str(model), "--json"], [dists["fake"]]).stdout)["providers"]
+    assert stored["cell"] == {"plugin": "fake", "distribution": "audioseq-fake", "version": "1.2.3"}
+    assert stored["feature"] == {"plugin": "audioseq.default_plugins.features", "distribution": "audioseq",
+                                 "version": audioseq.__version__}
+    # In this interpreter the fake distribution is not installed.
+    with pytest.raises(UnknownComponentError) as caught:
+        audioseq.load(model)
+    assert caught.value.provider == stored["cell"]
+    assert str(caught.value).endswith(
+        "The model was made with it from plugin 'fake' of audioseq-fake 1.2.3: install audioseq-fake.")
+    proc = fresh([str(SCRIPT), "info", str(model)], [], AUDIOSEQ_LOAD_PLUGINS="")
+    assert proc.returncode == 1
+    assert ("of audioseq-fake 1.2.3: install audioseq-fake, or add 'fake' to AUDIOSEQ_LOAD_PLUGINS (now ''), which "
+            "limits the plugins loaded.") in proc.stderr
+
+
+def test_a_model_made_with_a_plugin_outside_any_distribution_names_the_plugin(throwaway: str, tmp_path: Path) -> None:
+    from audioseq.classifier import Classifier
+    from audioseq.model import NetworkConfig
+    from audioseq.spec import ModelSpec
+
+    network = NetworkConfig(input_size=2, num_classes=2, cell="throwaway-cell", hidden_size=4, num_layers=1)
+    clf = Classifier(ModelSpec(["a", "b"], 8000, network, feature="throwaway-feature"))
+    assert clf.spec.providers == {"feature": {"plugin": "throwaway"}, "cell": {"plugin": "throwaway"}}
+    clf.save(tmp_path / "m.safetensors")
+    assert audioseq.load(tmp_path / "m.safetensors").spec.providers == clf.spec.providers
+    plugins.pm.unregister(name=throwaway)
+    plugins.refresh()
+    try:
+        with pytest.raises(UnknownComponentError, match=r"unknown cell 'throwaway-cell'; .* The model was "
+                                                        r"made with it from plugin 'throwaway': install that plugin\."):
+            audioseq.load(tmp_path / "m.safetensors")
+    finally:
+        plugins.pm.register(Throwaway(), name=throwaway)
+        plugins.refresh()
+
+
 def test_help_does_not_import_torch() -> None:
     code = (
         "import json, sys\nfrom click.testing import CliRunner\nfrom audioseq.cli import cli\n"

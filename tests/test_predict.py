@@ -626,7 +626,7 @@ json_values = st.recursive(
     ("labels",), ("sample_rate",), ("feature",), ("network",), ("preprocess",), ("max_seconds",), ("metrics",),
     ("format_version",), ("feature", "name"), ("feature", "params"), ("network", "cell"),
     ("network", "cell_params"), ("network", "hidden_size"), ("network", "pooling"), ("network", "dropout"),
-    ("network", "num_classes"), ("preprocess", "trim_db"),
+    ("network", "num_classes"), ("preprocess", "trim_db"), ("providers",), ("providers", "cell"),
 ]), value=json_values)
 def test_any_edited_description_loads_or_is_a_typed_error(
     where: tuple[str, ...], value: Any, tiny_model_file: Path, tmp_path: Path
