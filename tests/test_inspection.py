@@ -160,6 +160,25 @@ def test_frame_times_are_frame_centres() -> None:
     assert float(ins.frame_times[-1]) < ins.waveform.numel() / RATE
 
 
+@pytest.mark.parametrize("deltas", [0, 2])
+@pytest.mark.parametrize("name", ["logmel", "mfcc", "spectrogram"])
+def test_built_in_frame_times_are_the_centres_of_the_samples_each_frame_hears(name: str, deltas: int) -> None:
+    """The samples a frame's own coefficients depend on (its gradient) are centred on its stated
+    time, also when the time derivatives drop the first frames."""
+    from audioseq.plugins import build
+
+    feature = build("feature", name, RATE, params={"deltas": deltas})
+    clip = torch.from_numpy(_clip(0.5)[0]).unsqueeze(0).requires_grad_(True)
+    frames = feature(clip)[0]
+    times = inspection._frame_times(feature, frames.shape[0], clip.shape[1], RATE)
+    base = frames.shape[1] // (1 + deltas)  # the frame's own coefficients, before its derivatives
+    for t in (0, frames.shape[0] // 2, frames.shape[0] - 1):
+        (grad,) = torch.autograd.grad(frames[t, :base].sum(), clip, retain_graph=True)
+        heard = grad[0].nonzero().squeeze(1)
+        midpoint = (float(heard[0]) + float(heard[-1]) + 1) / 2 / RATE
+        assert midpoint == pytest.approx(float(times[t]), abs=1.5 / RATE)
+
+
 def test_a_feature_that_states_its_frame_times_is_believed(monkeypatch: pytest.MonkeyPatch) -> None:
     """``frame_seconds`` (optional in the feature contract) wins over hop and window, and over
     the even spread assumed for a feature that states neither."""

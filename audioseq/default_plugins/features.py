@@ -72,6 +72,13 @@ class _Framed(nn.Module):
         frames = torch.where(n >= self.n_fft, (n - self.n_fft) // self.hop_length + 1, torch.zeros_like(n))
         return (frames - 2 * self.context).clamp(min=0)
 
+    def frame_seconds(self, num_frames: int) -> Tensor:
+        """Centre of each of a clip's ``num_frames`` frames (T,), in seconds from its start: frame t
+        is the STFT's frame t + context (those before it are dropped with the deltas), which covers
+        samples [(t + context)·hop, (t + context)·hop + n_fft)."""
+        t = torch.arange(num_frames, dtype=torch.float64) + self.context
+        return ((t * self.hop_length + self.n_fft / 2) / self.sample_rate).float()
+
     def _with_deltas(self, frames: Tensor) -> Tensor:
         """Append the time derivatives: (B, T, F) → (B, T − 2·context, F·(1 + deltas)).
 
