@@ -29,7 +29,8 @@ def register_cells(register: Register) -> None:
     tensor or a tuple of tensors, batch first) and
     ``forward(x_t: (B, I), state) -> (h_t: (B, H), new_state)``. Optionally:
     ``forward_gates(x_t, state) -> (h_t, new_state, gates)`` with ``gate_names`` to expose gate
-    activations (B, H), and a whole-sequence fast path
+    activations (B, H) and ``gate_meanings`` (name → one line of Markdown) to explain them, and
+    a whole-sequence fast path
     ``forward_sequence(x: (B, T, I), lengths: (B,), state, need_state=True) -> (outputs: (B, T, H), final_state)``
     equal to unrolling (with ``need_state=False`` the final state may be None: the encoder
     reads only the outputs), and ``onnx_recurrence() -> audioseq.export.OnnxRecurrence`` to

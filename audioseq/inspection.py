@@ -38,11 +38,13 @@ class Inspection:
     sample_rate: int  # Hz of ``waveform``
     waveform: Tensor  # (N,) the preprocessed clip the network saw
     frames: Tensor  # (T, F) features, before the model's normalisation
+    inputs: Tensor  # (T, F) x_t as the first recurrent layer reads it: ``frames`` after the model's normalisation
     frame_times: Tensor  # (T,) seconds from the start of ``waveform`` to each frame's centre
     probabilities: Tensor  # (C,) the many-to-one answer, as ``Classifier.predict`` gives it
     frame_probabilities: Tensor  # (T, C) row t: the answer had the clip ended at frame t
     hidden_norm: Tensor  # (L, D, T) L2 norm of each layer and direction's hidden state
     gates: dict[str, Tensor]  # gate name -> (L, D, T, H) activations; {} for cells without gates
+    gate_meanings: dict[str, str]  # gate name -> what it does, as the cell explains it (Markdown); may be partial
     cell_state_norm: Tensor | None  # (L, D, T) L2 norm of the LSTM cell state c_t; None otherwise
     attention: Tensor | None  # (T,) attention pooling weights (sum to 1); None for other poolings
 
@@ -221,6 +223,7 @@ def inspect_clip(classifier: Classifier, audio: Any) -> Inspection:
         sample_rate=classifier.sample_rate,
         waveform=wave.cpu(),
         frames=frames.cpu(),
+        inputs=normalised.cpu(),
         frame_times=_frame_times(
             classifier.frontend.feature, frames.shape[0], wave.numel(), classifier.sample_rate
         ),
@@ -228,6 +231,8 @@ def inspect_clip(classifier: Classifier, audio: Any) -> Inspection:
         frame_probabilities=frame_probabilities.cpu(),
         hidden_norm=torch.stack([tr.hidden.norm(dim=-1) for tr in traces]).cpu(),
         gates={gate: g.cpu() for gate, g in gates.items()},
+        gate_meanings={gate: text for gate, text in getattr(model.encoder.layers[0][0], "gate_meanings", {}).items()
+                       if gate in gates},
         cell_state_norm=cell_state.norm(dim=-1).cpu() if cell_state is not None else None,
         attention=attention.cpu() if attention is not None else None,
     )

@@ -121,6 +121,11 @@ class $cls(nn.Module):
     """
 
     gate_names = ("forget", "candidate")
+    # What the app shows beside each gate's activations (Markdown, $$...$$ for math).
+    gate_meanings = {
+        "forget": "$$f_t$$: how much of $$h_{t-1}$$ is kept instead of the candidate (1: all of it)",
+        "candidate": "$$n_t$$: the new state proposed from $$x_t$$ and $$h_{t-1}$$",
+    }
 
     def __init__(
         self,

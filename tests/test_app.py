@@ -296,6 +296,26 @@ def test_charts_name_every_class_and_keep_the_legend_beside_the_plot(monkeypatch
         assert lines["encoding"]["color"]["legend"]["columns"] == columns, count
 
 
+def test_gate_charts_show_the_same_units_on_a_scale_that_fits_their_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "ui"))
+    import charts
+
+    rng = np.random.default_rng(0)
+    steady, lively = np.full((20, 40), 0.5), rng.uniform(0, 1, (20, 40))
+    lively[:, :30] = 0.5  # only units 30..39 move in this gate
+    units = charts.gate_units({"a": steady, "b": lively}, limit=8)
+    assert units.tolist() == sorted(units.tolist()) and set(units) <= set(range(30, 40)) and len(units) == 8
+    times = np.arange(20) * 0.01
+    scale = lambda values: charts.gate("g", values, times, units).to_dict()["encoding"]["color"]["scale"]  # noqa: E731
+    assert scale(lively)["domain"] == [0.0, 1.0]  # a sigmoid gate
+    assert scale(lively - 0.5)["domain"] == [-1.0, 1.0]  # a tanh candidate
+    assert scale(lively * 3.5)["domain"] == [0.0, pytest.approx(float((lively * 3.5)[:, units].max()))]  # ReLU
+    rows = charts.gate("g", lively, times, units).to_dict()
+    assert rows["encoding"]["y"]["axis"]["labels"] is False  # positions are not unit numbers: the tooltip names them
+    [data] = [d for d in rows["datasets"].values()]
+    assert sorted({r["name"] for r in data}) == units.tolist()
+
+
 # --- Inside the RNN --------------------------------------------------------------------------
 
 
@@ -309,10 +329,34 @@ def test_inside_unrolls_the_clip_shows_gates_and_compares_gradients(app: AppTest
     assert not errors(app)
     headers = [h.value for h in app.header]
     assert headers == ["Unrolled in time", "Gates", "The vanishing gradient"]
-    # frames, ‖h‖, ‖c‖, probabilities, timeline, four gates, gradients
-    assert charts_drawn(app) == 10
+    # waveform, x_t, ‖h‖, ‖c‖, probabilities, timeline, four gates, untrained cells' gradients, the clip's
+    assert charts_drawn(app) == 12
+    texts = " ".join(m.value for m in app.markdown)
+    assert "$f_t$: how much of the cell state" in texts  # the cell's own account of its gates
+    assert "**Your clip through this model**" in texts
     app.slider(key="inside.steps").set_value(40).run()
     assert not app.exception
+
+
+def test_inside_names_a_gateless_cell_with_its_nonlinearity(app: AppTest, digits: DigitModel, tmp_path: Path) -> None:
+    from audioseq.classifier import Classifier
+    from audioseq.model import NetworkConfig
+    from audioseq.spec import ModelSpec
+
+    trained = audioseq.load(digits.path)
+    network = NetworkConfig(input_size=trained.spec.network.input_size, num_classes=2, cell="rnn",
+                            cell_params={"nonlinearity": "relu"}, hidden_size=8, num_layers=1, pooling="last",
+                            bidirectional=False)
+    spec = ModelSpec(trained.labels, trained.sample_rate, network, trained.spec.feature, trained.spec.feature_params)
+    Classifier(spec).save(tmp_path / "relu.safetensors")
+    app.sidebar.file_uploader(key="model_upload").set_value(
+        ("relu.safetensors", (tmp_path / "relu.safetensors").read_bytes(), "application/octet-stream")).run()
+    upload(on_page(app, "inside"), "inside.upload", {"clip.wav": digits.clips["1"].read_bytes()})
+    assert not errors(app) and not app.exception
+    [note] = [i.value for i in app.info if "has no gates" in i.value]
+    assert note.startswith("This model's cell, `rnn` (nonlinearity relu), has no gates")
+    # The clip's gradient, explained for its pooling.
+    assert "With `last` pooling and one direction every frame reaches" in " ".join(m.value for m in app.markdown)
 
 
 @pytest.mark.parametrize("model", ["digits", PLUGIN_DIGITS])

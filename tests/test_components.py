@@ -51,6 +51,14 @@ def test_cell_contract(name: str) -> None:
     check_cell(get_component("cell", name).factory)
 
 
+@pytest.mark.parametrize("name", CELLS)
+def test_every_gate_is_explained(name: str) -> None:
+    """What the app and Inspection.gate_meanings show beside each gate's activations."""
+    cell = get_component("cell", name).factory(4, 3)
+    assert set(getattr(cell, "gate_meanings", {})) == set(cell.gate_names)
+    assert all(len(text) > 20 for text in cell.gate_meanings.values())
+
+
 @pytest.mark.parametrize("name", FEATURES)
 def test_feature_contract(name: str) -> None:
     check_feature(get_component("feature", name).factory, sample_rate=16000)
@@ -365,6 +373,12 @@ class NarrowGateCell(TanhCell):
         return h, new_state, {"drive": h[:, :1]}
 
 
+class StrayMeaningCell(GRUCell):
+    """Explains a gate it does not have."""
+
+    gate_meanings = {**GRUCell.gate_meanings, "forget": "what an LSTM would keep"}
+
+
 class TorchOrderGRUCell(GRUCell):
     """Hands ONNX torch's gate order (reset, update, new) instead of ONNX's (update, reset, hidden)."""
 
@@ -391,6 +405,7 @@ def test_check_cell_passes_a_cell_that_keeps_the_contract() -> None:
         (UnusedWeightCell, "gradients"),
         (PlainAttributeCell, "model file round trip"),
         (NarrowGateCell, "gate activations"),
+        (StrayMeaningCell, "gate_meanings"),
         (untyped_cell, "parameters"),
         pytest.param(TorchOrderGRUCell, "ONNX export", marks=pytest.mark.skipif(
             not onnxruntime_available(), reason="needs onnx and onnxruntime")),

@@ -88,6 +88,7 @@ def test_inspection_shapes_and_identities(
     # Row t is the model's own answer on frames 0..t (normalised with the clip's statistics).
     model = clf.model
     normalised = model.normalise(ins.frames.unsqueeze(0), torch.tensor([T]))
+    assert torch.equal(ins.inputs, normalised[0])  # what the recurrence reads
     with torch.no_grad():
         for t in range(T):
             expected = torch.softmax(model.classify(normalised[:, : t + 1], torch.tensor([t + 1]))[0], -1)
@@ -136,7 +137,7 @@ def test_gates_are_named_and_in_range(cell: str, bidirectional: bool) -> None:
     clf = _classifier(cell, bidirectional, "last")
     ins = clf.inspect(_clip(0.3))
     T, D = ins.frames.shape[0], 1 + bidirectional
-    assert set(ins.gates) == set(clf.model.encoder.layers[0][0].gate_names)
+    assert set(ins.gates) == set(clf.model.encoder.layers[0][0].gate_names) == set(ins.gate_meanings)
     for name, g in ins.gates.items():
         assert g.shape == (2, D, T, 6)
         low = -1.0 if name == "candidate" else 0.0  # tanh vs sigmoid

@@ -52,26 +52,31 @@ def waveform(wave: Any, sample_rate: int) -> alt.Chart:
 
 
 def heatmap(values: Any, times: Any, row_title: str, color_title: str, scheme: str = "viridis",
-            domain: tuple[float, float] | None = None, height: int = 230) -> alt.Chart:
+            domain: tuple[float, float] | None = None, height: int = 230,
+            row_names: Sequence[int] | None = None) -> alt.Chart:
     """(T, K) values as a time × row heatmap, row 0 at the bottom.
 
     ``height`` is the whole chart's in pixels, axes included: the plot gets about 85 fewer.
+    ``row_names`` (K,): what the tooltip calls each row (e.g. the hidden unit it shows), else its index.
     """
     pooled, t0, t1 = _pool_time(_np(values).astype(np.float64), _np(times).astype(np.float64))
     cols, rows = np.meshgrid(np.arange(pooled.shape[0]), np.arange(pooled.shape[1]), indexing="ij")
+    names = np.asarray(row_names if row_names is not None else np.arange(pooled.shape[1]))
     data = pd.DataFrame({
         "start": t0[cols.ravel()], "end": t1[cols.ravel()],
-        "row": rows.ravel(), "row_end": rows.ravel() + 1,
+        "row": rows.ravel(), "row_end": rows.ravel() + 1, "name": names[rows.ravel()],
         "value": pooled.ravel(),
     })
     scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
     return alt.Chart(data, height=height).mark_rect().encode(
         x=alt.X("start:Q", title="time (s)", scale=alt.Scale(nice=False, zero=True)), x2="end:Q",
-        y=alt.Y("row:Q", title=row_title, scale=alt.Scale(nice=False)), y2="row_end:Q",
+        # Rows standing for other numbers (units picked out of many) are named in the tooltip only.
+        y=alt.Y("row:Q", title=row_title, scale=alt.Scale(nice=False),
+                axis=alt.Axis(labels=row_names is None, ticks=row_names is None)), y2="row_end:Q",
         # A legend taller than the chart would squeeze the plot area away.
         color=alt.Color("value:Q", title=color_title, scale=scale,
                         legend=alt.Legend(gradientLength=max(30, height - 70))),
-        tooltip=[alt.Tooltip("start:Q", title="time (s)", format=".2f"), "row:Q",
+        tooltip=[alt.Tooltip("start:Q", title="time (s)", format=".2f"), alt.Tooltip("name:Q", title=row_title),
                  alt.Tooltip("value:Q", format=".3f")],
     )
 
@@ -113,17 +118,29 @@ def over_time(series: Mapping[str, Any], times: Any, y_title: str, emphasis: str
     )
 
 
-def gate(name: str, values: Any, times: Any) -> alt.Chart:
-    """(T, H) activations of one gate over time, for one layer and direction.
+def gate_units(gates: Mapping[str, Any], limit: int = MAX_UNITS) -> np.ndarray:
+    """The hidden units shown for one layer, the same for all its gates: the ``limit`` whose
+    activations vary most over the clip, summed over the gates ((T, H) each), in unit order."""
+    spread = sum(_np(values).std(axis=0) for values in gates.values())
+    return np.sort(np.argsort(-np.asarray(spread), kind="stable")[:limit])
 
-    Sigmoid gates (0 = closed, 1 = open) are drawn on a 0…1 scale, the tanh candidate on −1…1.
+
+def gate(name: str, values: Any, times: Any, units: Sequence[int]) -> alt.Chart:
+    """(T, H) activations of one gate over time, for one layer and direction; rows: ``units``.
+
+    The colour scale follows the values: 0…1 for a sigmoid gate, −1…1 for a tanh candidate,
+    and wider for what can leave those ranges (a ReLU candidate, an LSTM's cell state).
     """
-    values = _np(values)
-    units = np.sort(np.argsort(-values.std(axis=0), kind="stable")[:MAX_UNITS])
-    tanh = name in ("candidate", "cell")
+    shown = _np(values)[:, np.asarray(units)]
+    low, high = float(shown.min()), float(shown.max())
+    if low >= 0:
+        scheme, domain = "viridis", (0.0, max(1.0, high))
+    else:
+        bound = max(1.0, -low, high)
+        scheme, domain = "blueorange", (-bound, bound)
     # The gate names the legend; a chart title would take height from the plot.
-    return heatmap(values[:, units], times, f"{name} · unit", name, scheme="blueorange" if tanh else "viridis",
-                   domain=(-1.0, 1.0) if tanh else (0.0, 1.0), height=90 + 4 * len(units))
+    return heatmap(shown, times, "unit", name, scheme=scheme, domain=domain, height=90 + 4 * len(units),
+                   row_names=list(units))
 
 
 def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> alt.Chart:

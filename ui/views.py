@@ -12,16 +12,6 @@ from audioseq.inspection import Inspection
 import charts
 import clips
 
-GATE_MEANING = {
-    "forget": "how much of the cell state $c_{t-1}$ is kept (1: all of it)",
-    "input": "how much of the candidate is written into the cell state",
-    "candidate": "the new content proposed from $x_t$ and $h_{t-1}$ (tanh, −1…1)",
-    "output": "how much of the cell state is shown as $h_t$",
-    "reset": "how much of $h_{t-1}$ the candidate gets to see",
-    "update": "how much of $h_{t-1}$ is kept instead of taking the candidate (1: keep)",
-}
-
-
 def clip_intake(key: str, multiple: bool) -> list[clips.Upload]:
     """A recorder and a file uploader side by side; returns (name, bytes) of what came in."""
     limits = f"WAV, FLAC, OGG or MP3, up to {clips.MAX_SECONDS:g} s and {clips.MAX_BYTES // 2**20} MB"
@@ -69,7 +59,7 @@ def class_probabilities(inspection: Inspection, predicted: str | None) -> None:
         probs = {label: float(p) for label, p in zip(inspection.labels, inspection.probabilities)}
         st.altair_chart(charts.probabilities(probs, predicted), width="stretch")
     with right:
-        st.markdown("**As the clip unfolds** — the answer had the clip ended at each frame")
+        st.markdown("**As the clip unfolds** — the answer from frames 0…t, each row read out after frame t")
         series = {label: inspection.frame_probabilities[:, i] for i, label in enumerate(inspection.labels)}
         st.altair_chart(
             charts.over_time(series, inspection.frame_times, "probability", emphasis=predicted),
@@ -98,16 +88,35 @@ def _layer_choice(shape: tuple[int, ...], key: str) -> tuple[int, int]:
     return st.selectbox("Layer", options, format_func=names.__getitem__, key=key)
 
 
-def gates(inspection: Inspection, key: str) -> None:
-    """Gate activations over time for one layer and direction (LSTM and GRU models)."""
+def cell_name(classifier: audioseq.Classifier) -> str:
+    """The model's cell as the pages name it: "`rnn` (nonlinearity relu)"."""
+    network = classifier.spec.network
+    params = ", ".join(f"{k} {v}" for k, v in network.cell_params.items())
+    return f"`{network.cell}`" + (f" ({params})" if params else "")
+
+
+def gates(inspection: Inspection, cell: str, key: str) -> None:
+    """Gate activations over time for one layer and direction, each with what the cell says it does.
+
+    ``cell``: the model's cell as :func:`cell_name` gives it.
+    """
     if not inspection.gates:
-        st.info("This model's cell has no gates: a plain RNN computes $h_t = \\tanh(W x_t + U h_{t-1} + b)$.")
+        st.info(f"This model's cell, {cell}, has no gates: each step computes "
+                "$h_t = \\phi(W x_t + U h_{t-1} + b)$ in one go, $\\phi$ its nonlinearity. Nothing decides "
+                "what to keep: every step rewrites the whole state.")
         return
+    st.markdown("A gate is a sigmoid unit between 0 (closed) and 1 (open), one per hidden unit and "
+                "frame, that decides what is kept, written or shown. The **candidate** is not a gate: it is "
+                "the new content the gates let in.")
     first = next(iter(inspection.gates.values()))
     layer, direction = _layer_choice(tuple(first.shape), key)
-    st.markdown("\n".join(f"- **{name}**: {GATE_MEANING.get(name, 'a gate of this cell')}"
+    st.markdown("\n".join(f"- **{name}**: {inspection.gate_meanings.get(name, 'a gate of this cell')}"
                            for name in inspection.gates))
-    for name, activations in inspection.gates.items():
-        st.altair_chart(charts.gate(name, activations[layer, direction], inspection.frame_times), width="stretch")
-    st.caption(f"Rows: hidden units of this layer, at most the {charts.MAX_UNITS} "
-               "whose activation varies most over the clip.")
+    chosen = {name: activations[layer, direction] for name, activations in inspection.gates.items()}
+    units = charts.gate_units(chosen)
+    for name, activations in chosen.items():
+        st.altair_chart(charts.gate(name, activations, inspection.frame_times, units), width="stretch")
+    hidden = first.shape[-1]
+    st.caption(f"Rows: {len(units)} of this layer's {hidden} hidden units, the same in every chart"
+               + ("" if len(units) == hidden else ": those whose activations vary most over the clip")
+               + ". Hover over a row for its unit number.")

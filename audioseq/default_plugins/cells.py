@@ -79,11 +79,22 @@ def _gate_order(hidden_size: int, gates: tuple[int, ...]) -> Tensor:
     return torch.cat([torch.arange(g * hidden_size, (g + 1) * hidden_size) for g in gates])
 
 
+#: What each gate of an LSTM does, as the app and ``Inspection.gate_meanings`` show it (Markdown with $…$ math).
+LSTM_GATE_MEANINGS: dict[str, str] = {
+    "forget": "$f_t$: how much of the cell state $c_{t-1}$ is kept (1: all of it, 0: erased)",
+    "input": "$i_t$: how much of the candidate is written into the cell state",
+    "candidate": "$g_t$ (tanh, −1…1): the new content proposed from $x_t$ and $h_{t-1}$; the update is "
+                 "$c_t = f_t \\odot c_{t-1} + i_t \\odot g_t$",
+    "output": "$o_t$: how much of the cell state is shown, $h_t = o_t \\odot \\tanh(c_t)$",
+}
+
+
 class _FusedCell(nn.Module):
     """Shared plumbing: parameters live in ``self.fused`` (a one-layer torch RNN module)."""
 
     fused: nn.RNNBase
     gate_names: tuple[str, ...] = ()
+    gate_meanings: dict[str, str] = {}
     # True when running steps past a sequence's end cannot overflow: a tanh RNN's or a GRU's
     # state is bounded, an LSTM's cell state grows by at most 1 a step; a ReLU RNN's can explode.
     padding_stays_finite = False
@@ -203,6 +214,7 @@ class LSTMCell(_FusedCell):
     """
 
     gate_names = ("forget", "input", "candidate", "output")
+    gate_meanings = LSTM_GATE_MEANINGS
     padding_stays_finite = True  # |c_t| ≤ |c_{t-1}| + 1 and |h_t| ≤ 1
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
@@ -243,11 +255,20 @@ class LSTMCell(_FusedCell):
 class GRUCell(_FusedCell):
     """Gated recurrent unit (Cho et al., 2014).
 
-    r_t = σ(reset), z_t = σ(update), n_t = tanh(W_in x_t + r_t ⊙ (W_hn h_{t-1} + b_hn));
-    h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}.
+    r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr), z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz),
+    n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn)); h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}.
+    The reset gate applies after W_hn, as in torch's and cuDNN's GRU (Cho et al. write
+    W_hn (r_t ⊙ h_{t-1})), so the fused kernels compute exactly this step.
     """
 
     gate_names = ("reset", "update", "candidate")
+    gate_meanings = {
+        "reset": "$r_t$: how much of $h_{t-1}$ the candidate gets to see (0: it reads $x_t$ alone)",
+        "update": "$z_t$: how much of $h_{t-1}$ is kept instead of the candidate, "
+                  "$h_t = (1 - z_t) \\odot n_t + z_t \\odot h_{t-1}$ (1: keep; some texts call the other share, "
+                  "$1 - z_t$, the update)",
+        "candidate": "$n_t$ (tanh, −1…1): the new state proposed from $x_t$ and the reset-gated $h_{t-1}$",
+    }
     padding_stays_finite = True  # h is a convex mix of tanh outputs and the start state
 
     def __init__(self, input_size: int, hidden_size: int) -> None:

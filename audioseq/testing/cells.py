@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Any, Callable, Iterator, NoReturn
+from typing import Any, Callable, Iterator, Mapping, NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -278,6 +278,11 @@ class _CellChecks:
         names = getattr(cell, "gate_names", ())
         if not (isinstance(names, tuple) and all(isinstance(n, str) for n in names)):
             self.fail("gate_names", f"got {names!r}", "make gate_names a tuple of str")
+        meanings = getattr(cell, "gate_meanings", {})
+        if not (isinstance(meanings, Mapping) and all(isinstance(v, str) for v in meanings.values())
+                and set(meanings) <= set(names)):
+            self.fail("gate_meanings", f"got {meanings!r} for gates {names}",
+                      "map some of gate_names to a line of text each, or leave gate_meanings out")
         if not hasattr(cell, "forward_gates"):
             if names:
                 self.fail("gate_names", f"{names} are named but there is no forward_gates",

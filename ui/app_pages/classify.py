@@ -33,7 +33,7 @@ def _details(classifier: audioseq.Classifier, result: clips.Result) -> None:
     views.class_probabilities(inspection, prediction.label)
     views.what_it_hears(inspection, classifier.spec.feature)
     with st.expander("Gate activations over time", expanded=bool(inspection.gates)):
-        views.gates(inspection, key="classify.layer")
+        views.gates(inspection, views.cell_name(classifier), key="classify.layer")
 
 
 def classify_page() -> None:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 import audioseq
-from audioseq.diagnostics import compare_cells
+from audioseq.diagnostics import compare_cells, gradient_through_time
 from audioseq.inspection import Inspection
 
 import charts
@@ -62,7 +62,7 @@ def _directions(tensor: Tensor) -> dict[str, Tensor]:
 
 
 def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
-    feature = classifier.spec.feature
+    network = classifier.spec.network
     st.header("Unrolled in time")
     st.markdown(
         "The same recurrent neuron is applied at every frame: it reads the frame $x_t$ and its own "
@@ -70,13 +70,27 @@ def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
         "the same weights. The classifier is *many-to-one*: it answers once, from the states of "
         "the whole clip. Reading the answer out after every frame gives the *many-to-many* view."
     )
+    if network.bidirectional:
+        st.markdown(
+            "This model is **bidirectional**: each layer also runs a second recurrence backwards, from "
+            "the clip's last frame to its first (**←** in the charts; **→** is the forward one). At frame "
+            "$t$ the forward state has read frames $0…t$ and the backward state frames $t…T$."
+        )
     if note := finer_model_note(classifier, len(inspection.frame_times)):
         st.info(note)
-    st.altair_chart(
-        charts.heatmap(inspection.frames, inspection.frame_times, f"{feature} bin", "x_t", scheme="magma"),
-        width="stretch",
+    st.markdown("**What the network reads** — the clip after trimming and level normalisation (the time "
+                "axes on this page count from its start), and the frames $x_t$ made of it")
+    st.altair_chart(charts.waveform(inspection.waveform, inspection.sample_rate), width="stretch")
+    st.altair_chart(charts.heatmap(inspection.inputs, inspection.frame_times, f"{classifier.spec.feature} value",
+                                   "x_t", scheme="blueorange"), width="stretch")
+    centred = "the clip's own mean of each value subtracted, then " if network.utterance_norm else ""
+    st.caption(f"Each column is one frame's {inspection.inputs.shape[1]} `{classifier.spec.feature}` values, "
+               f"normalised as the network reads them: {centred}scaled with the statistics of the training clips.")
+    st.markdown(
+        "**Size of the hidden state** $\\lVert h_t \\rVert$ — the length of the vector of "
+        f"{network.hidden_size} hidden units after each frame: how strongly the clip drives them"
+        + (" (→ has read frames $0…t$, ← frames $t…T$)" if network.bidirectional else "")
     )
-    st.markdown("**Size of the hidden state** $\\lVert h_t \\rVert$ — how much the network holds after each frame")
     st.altair_chart(charts.over_time(_directions(inspection.hidden_norm),
                                      inspection.frame_times, "‖h_t‖"), width="stretch")
     if inspection.cell_state_norm is not None:
@@ -84,6 +98,11 @@ def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
         st.altair_chart(charts.over_time(_directions(inspection.cell_state_norm),
                                          inspection.frame_times, "‖c_t‖"), width="stretch")
     views.class_probabilities(inspection, inspection.label)
+    st.caption("Row $t$ of the many-to-many view is the model run on frames $0…t$ as the network read them, "
+               "normalised with the whole clip's statistics: how its belief forms while it reads, not quite "
+               "what a recording cut at $t$ would get."
+               + (" For a bidirectional model each row is a fresh run on frames $0…t$, so its backward "
+                  "direction starts at frame $t$." if network.bidirectional else ""))
     if inspection.attention is not None:
         st.markdown("**Attention pooling** — how much each frame's state counts in the final answer")
         st.altair_chart(charts.over_time({"weight": inspection.attention}, inspection.frame_times, "weight"),
@@ -93,10 +112,11 @@ def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
 def _gradient() -> None:
     st.header("The vanishing gradient")
     st.markdown(
-        "A many-to-one network learns about frame $t$ only through $\\partial h_T / \\partial x_t$, "
-        "a product of one Jacobian per step between $t$ and the end. A plain RNN's steps shrink "
-        "that product geometrically, so early frames get almost no learning signal. The LSTM's "
-        "additive cell update and the GRU's update gate keep a path along which it decays far slower. "
+        "When a many-to-one network answers from its last state alone (`last` pooling, one direction), "
+        "it learns about frame $t$ only through $\\partial h_T / \\partial x_t$, a product of one "
+        "Jacobian per step between $t$ and the end. A plain RNN's steps shrink that product "
+        "geometrically, so early frames get almost no learning signal. The LSTM's additive cell update "
+        "and the GRU's update gate keep a path along which it decays far slower. "
         f"Below: untrained cells ({HIDDEN} units, random inputs), gradient norm against distance from the end."
     )
     steps = st.slider("Sequence length (steps)", 20, 400, 100, step=10, key="inside.steps")
@@ -107,35 +127,57 @@ def _gradient() -> None:
                          x_title="steps before the end"),
         width="stretch",
     )
+    st.caption("At a frame every 10 ms, 100 steps are one second of audio.")
 
 
-def _your_clip(classifier: audioseq.Classifier) -> None:
+def _your_gradient(inspection: Inspection, classifier: audioseq.Classifier) -> None:
+    """How much the answer for this clip depends on each of its frames, through the trained network."""
+    network = classifier.spec.network
+    if network.pooling != "last":
+        path = (f"With `{network.pooling}` pooling every frame's state also feeds the answer directly, so early "
+                "frames are not starved.")
+    elif network.bidirectional:
+        path = ("With `last` pooling and two directions the answer reads the forward state at the last frame "
+                "and the backward state at the first: frames near either end are close to it, those in the "
+                "middle half the clip away.")
+    else:
+        path = "With `last` pooling and one direction every frame reaches the answer through all the steps after it."
+    st.markdown(
+        "**Your clip through this model** — $\\lVert \\partial\\,$answer$/\\partial x_t \\rVert$, the "
+        "gradient of the predicted class's score with respect to each frame. " + path
+    )
+    profile = gradient_through_time(classifier, inputs=inspection.inputs)
+    st.altair_chart(charts.over_time({"gradient": profile}, inspection.frame_times, "gradient norm (log scale)",
+                                     log=True), width="stretch")
+
+
+def _your_clip(classifier: audioseq.Classifier) -> Inspection | None:
     """Record or upload one clip (an upload wins over a recording) and look inside."""
     uploads = views.clip_intake("inside", multiple=False)
     if not uploads:
         st.info("Record or upload a clip to look inside the network while it reads it.")
-        return
+        return None
     with clips.workspace() as folder:
         (result,) = clips.classify(classifier, clips.check_clips(uploads[-1:], folder))
         views.show_errors([result])
         inspection = views.inspect_clip(classifier, result.clip) if result.ok else None
     if inspection is None or result.prediction is None:
-        return
+        return None
     views.answer(result.prediction, result.clip)
     _unrolled(inspection, classifier)
     st.header("Gates")
-    st.markdown("Gates are sigmoid units between 0 (closed) and 1 (open) that decide, per hidden "
-                "unit and frame, what is forgotten, written and shown.")
-    views.gates(inspection, key="inside.layer")
+    views.gates(inspection, views.cell_name(classifier), key="inside.layer")
+    return inspection
 
 
 def inside_page() -> None:
     st.title("Inside the RNN")
     st.write("Record or upload a clip and watch the network read it, one frame at a time.")
     classifier = pick_model()
-    if classifier is not None:
-        _your_clip(classifier)
+    inspection = _your_clip(classifier) if classifier is not None else None
     _gradient()
+    if classifier is not None and inspection is not None:
+        _your_gradient(inspection, classifier)
 
 
 inside_page()

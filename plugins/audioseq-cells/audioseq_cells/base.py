@@ -15,6 +15,7 @@ class StepCell(nn.Module, abc.ABC):
     """One time step of a recurrent cell whose state is h (B, H); the engine unrolls it with masks."""
 
     gate_names: tuple[str, ...] = ()
+    gate_meanings: dict[str, str] = {}  # gate name -> what it does (Markdown), shown beside its activations
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()

@@ -28,6 +28,12 @@ class MGUCell(StepCell):
     """
 
     gate_names = ("forget", "candidate")
+    gate_meanings = {
+        "forget": "$f_t$: how much of the state is replaced by the candidate, "
+                  "$h_t = (1 - f_t) \\odot h_{t-1} + f_t \\odot \\tilde h_t$ (1: replaced). The paper's name; it "
+                  "also gates what of $h_{t-1}$ the candidate sees, as a GRU's reset gate does",
+        "candidate": "$\\tilde h_t$ (tanh, −1…1): the new state proposed from $x_t$ and $f_t \\odot h_{t-1}$",
+    }
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0) -> None:
         super().__init__(input_size, hidden_size)
@@ -69,6 +75,12 @@ class LiGRUCell(StepCell):
     """
 
     gate_names = ("update", "candidate")
+    gate_meanings = {
+        "update": "$z_t$: how much of $h_{t-1}$ is kept instead of the candidate, "
+                  "$h_t = z_t \\odot h_{t-1} + (1 - z_t) \\odot \\tilde h_t$ (1: keep)",
+        "candidate": "$\\tilde h_t$ (ReLU, 0 and above): the new state proposed from $x_t$ and $h_{t-1}$; "
+                     "there is no reset gate",
+    }
 
     def __init__(
         self, input_size: int, hidden_size: int, normalization: Literal["layer", "none"] = "layer"

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from audioseq.default_plugins.cells import LSTM_GATE_MEANINGS
 from audioseq.errors import ParameterError
 
 from .base import PairStateCell
@@ -32,6 +33,7 @@ class PeepholeLSTMCell(PairStateCell):
     """
 
     gate_names = LSTM_GATES
+    gate_meanings = LSTM_GATE_MEANINGS
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__(input_size, hidden_size)
@@ -76,6 +78,7 @@ class LayerNormLSTMCell(PairStateCell):
     """
 
     gate_names = LSTM_GATES
+    gate_meanings = LSTM_GATE_MEANINGS
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0, eps: float = 1e-5) -> None:
         super().__init__(input_size, hidden_size)
