@@ -26,6 +26,7 @@ from .errors import (
     SilentAudioError,
     UnknownComponentError,
     UnreadableAudioError,
+    UnsupportedInputError,
 )
 from .hookspecs import hookimpl
 
@@ -50,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "UnknownComponentError",
     "UnreadableAudioError",
+    "UnsupportedInputError",
     "__version__",
     "audio_info",
     "bundled_models",

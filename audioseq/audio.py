@@ -36,6 +36,7 @@ from .errors import (
     NonFiniteAudioError,
     SilentAudioError,
     UnreadableAudioError,
+    UnsupportedInputError,
 )
 
 # First four bytes of a WAV file -> struct byte order of its chunk sizes and fmt fields.
@@ -79,10 +80,21 @@ class AudioInfo:
 
 
 def source_name(source: Any) -> str:
-    """The name of a clip in messages: its path, or ``"<waveform>"`` for an array."""
+    """The name of a clip in messages: its path, ``"<waveform>"`` for an array (with or without
+    its rate), else the input's type (``"<NoneType>"``)."""
     if isinstance(source, (str, bytes, os.PathLike)):
         return os.fsdecode(source)
-    return "<waveform>"
+    if isinstance(source, (tuple, np.ndarray, torch.Tensor)):
+        return "<waveform>"
+    return f"<{type(source).__name__}>"
+
+
+def _not_a_clip(source: Any) -> str:
+    """Why an input that is neither a path nor a (waveform, sample_rate) pair cannot be read."""
+    if isinstance(source, (np.ndarray, torch.Tensor, list)):
+        return (f"a bare {type(source).__name__} has no sample rate: pass (waveform, sample_rate), "
+                "e.g. (samples, 16000)")
+    return f"expected a path or a (waveform, sample_rate) pair, got {type(source).__name__}"
 
 
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
@@ -130,7 +142,8 @@ def read_audio(
         AudioTooLongError: longer than ``limits.max_seconds`` or bigger than
             ``limits.max_file_bytes``.
         NonFiniteAudioError: any NaN or infinite sample.
-        TypeError: ``source`` is neither a path nor a ``(waveform, sample_rate)`` pair.
+        UnsupportedInputError: ``source`` is neither a path nor a ``(waveform, sample_rate)``
+            pair (a ``TypeError`` as well as an ``UnreadableAudioError``).
     """
     if sample_rate <= 0:
         raise ValueError(f"target sample rate must be positive, got {sample_rate}")
@@ -140,8 +153,7 @@ def read_audio(
     elif isinstance(source, (str, bytes, os.PathLike)):
         samples, rate = _decode_file(source, limits, label)
     else:
-        kind = type(source).__name__
-        raise TypeError(f"{label}: expected a path or (waveform, sample_rate), not {kind}")
+        raise UnsupportedInputError(label, _not_a_clip(source))
     return resample(_mix_down(samples, label), rate, sample_rate)
 
 
@@ -353,7 +365,7 @@ def _waveform_samples(
 ) -> tuple[np.ndarray, int]:
     """Validate a ``(waveform, sample_rate)`` pair and return ``(N, C)`` float32."""
     if len(source) != 2:
-        raise TypeError(f"{name}: expected (waveform, sample_rate), got {len(source)} items")
+        raise UnsupportedInputError(name, f"expected a (waveform, sample_rate) pair, got a tuple of {len(source)} items")
     waveform, rate = source
     if isinstance(rate, (torch.Tensor, np.ndarray)) and rate.ndim == 0:
         rate = rate.item()  # a rate kept in a 0-d tensor or array

@@ -26,6 +26,11 @@ class UnreadableAudioError(AudioError):
     """Not audio, an unknown format, a damaged header or truncated data."""
 
 
+class UnsupportedInputError(UnreadableAudioError, TypeError):
+    """An input that is neither a path nor a ``(waveform, sample_rate)`` pair (``None``, a number,
+    an array without its rate). A ``TypeError`` too: the caller passed the wrong kind of thing."""
+
+
 class EmptyAudioError(AudioError):
     """Zero samples, or a zero sample rate / zero channels."""
 

@@ -229,6 +229,25 @@ def test_bad_input_is_a_typed_error_row_between_good_ones(
         assert_valid_prediction(good, clf.labels)
 
 
+@pytest.mark.parametrize(("bad", "source", "reason"), [
+    (None, "<NoneType>", "expected a path or a (waveform, sample_rate) pair, got NoneType"),
+    (np.zeros(800, np.float32), "<waveform>", "a bare ndarray has no sample rate: pass (waveform, sample_rate)"),
+    ((np.zeros(800, np.float32), 8000, "mono"), "<waveform>", "expected a (waveform, sample_rate) pair, got a tuple of 3"),
+])
+def test_an_input_that_is_not_a_clip_is_an_error_row_saying_what_to_pass(
+    bad: Any, source: str, reason: str, good_wavs: list[Path]
+) -> None:
+    clf = tiny_classifier()
+    rows = clf.predict([good_wavs[0], bad, good_wavs[1]])
+    assert rows[1].source == source and rows[1].error_type == "UnsupportedInputError"
+    assert rows[1].error is not None and rows[1].error.startswith(reason)
+    for good in (rows[0], rows[2]):
+        assert_valid_prediction(good, clf.labels)
+    with pytest.raises(audioseq.UnsupportedInputError) as caught:  # inspect takes one clip and raises
+        clf.inspect(bad)
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, audioseq.UnreadableAudioError)
+
+
 def test_whole_corpus_in_worker_processes_matches_in_process(
     bad_corpus: dict[str, tuple[Path, type]], good_wavs: list[Path], tiny_model_file: Path
 ) -> None:
