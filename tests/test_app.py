@@ -334,6 +334,7 @@ def test_inside_unrolls_the_clip_shows_gates_and_compares_gradients(app: AppTest
     texts = " ".join(m.value for m in app.markdown)
     assert "$f_t$: how much of the cell state" in texts  # the cell's own account of its gates
     assert "**Your clip through this model**" in texts
+    assert not any("Teach page is an LSTM" in c.value for c in app.caption)  # this one is an LSTM
     app.slider(key="inside.steps").set_value(40).run()
     assert not app.exception
 
@@ -355,6 +356,9 @@ def test_inside_names_a_gateless_cell_with_its_nonlinearity(app: AppTest, digits
     assert not errors(app) and not app.exception
     [note] = [i.value for i in app.info if "has no gates" in i.value]
     assert note.startswith("This model's cell, `rnn` (nonlinearity relu), has no gates")
+    # Where to find an LSTM's gates: the Teach page trains one unless told otherwise.
+    assert audioseq.TrainConfig.cell == "lstm"
+    assert any("a model trained on the Teach page is an LSTM" in c.value for c in app.caption)
     # The clip's gradient, explained for its pooling.
     assert "With `last` pooling and one direction every frame reaches" in " ".join(m.value for m in app.markdown)
 

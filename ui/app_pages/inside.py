@@ -13,7 +13,7 @@ from audioseq.inspection import Inspection
 import charts
 import clips
 import views
-from model_choice import LOAD_ERRORS, load_model, pick_model
+from model_choice import LOAD_ERRORS, TAUGHT_LABEL, load_model, pick_model
 
 CELLS = ("rnn", "lstm", "gru")
 HIDDEN = 32  # units of the untrained cells compared
@@ -167,6 +167,10 @@ def _your_clip(classifier: audioseq.Classifier) -> Inspection | None:
     _unrolled(inspection, classifier)
     st.header("Gates")
     views.gates(inspection, views.cell_name(classifier), key="inside.layer")
+    if inspection.cell_state_norm is None:
+        st.caption(f"To watch an LSTM's forget, input and output gates and its cell state: a model trained on the "
+                   f"Teach page is an LSTM unless you choose another cell, and it is offered here as "
+                   f"“{TAUGHT_LABEL}”.")
     return inspection
 
 
