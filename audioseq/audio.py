@@ -20,6 +20,7 @@ import os
 import stat
 import struct
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -29,6 +30,7 @@ import torchaudio.functional
 import torchaudio.transforms
 
 from .dataset import Audio
+from .suffixes import AUDIO_SUFFIXES, find_audio
 from .errors import (
     AudioTooLongError,
     AudioTooShortError,
@@ -264,7 +266,11 @@ def _file_size(path: str | bytes | os.PathLike[str], name: str) -> int:
     except OSError as exc:
         raise UnreadableAudioError(name, f"cannot access the file ({exc.strerror})") from exc
     if stat.S_ISDIR(st.st_mode):
-        raise UnreadableAudioError(name, "is a directory, not an audio file")
+        if find_audio(Path(os.fsdecode(path))):
+            raise UnreadableAudioError(name, "is a folder, not an audio file: pass the files in it "
+                                             "(`audioseq predict` searches folders)")
+        raise UnreadableAudioError(name, f"is a folder with no audio file in it (looked for "
+                                         f"{', '.join(sorted(AUDIO_SUFFIXES))}, hidden files left out)")
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableAudioError(name, "is not a regular file")
     if st.st_size == 0:

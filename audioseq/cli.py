@@ -16,7 +16,7 @@ import click
 from .app_command import app
 from .errors import AudioseqError, ParameterError
 from .scaffold import new_plugin
-from .suffixes import AUDIO_SUFFIXES
+from .suffixes import find_audio
 
 AT_LEAST_ONE = click.IntRange(min=1)
 NOT_NEGATIVE = click.IntRange(min=0)
@@ -185,8 +185,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            # A broken link is kept, to be an error row; links to folders are not followed (no cycles).
-            found = [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_dir()]
+            found = [str(p) for p in find_audio(path)]
             out += found or [item]  # an empty folder becomes an error row, not silence
         else:
             out.append(item)

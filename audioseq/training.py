@@ -26,7 +26,7 @@ from .audio import AudioLimits, audio_info
 from .augment import Augment
 from .classifier import Classifier, load
 from .dataset import Dataset, Example, stratified_split
-from .errors import AudioError, ParameterError
+from .errors import AudioError, EvaluationError, ParameterError
 from .metrics import summarize
 from .model import NetworkConfig, Pooling, SequenceClassifier, length_mask
 from .modelfile import read_tensors, write_tensors
@@ -155,19 +155,27 @@ def detect_sample_rate(examples: Sequence[Example]) -> int:
     return rate
 
 
-def _decode(examples: Sequence[Example], frontend: Frontend, desc: str) -> tuple[list[torch.Tensor], list[int]]:
-    """Decode clips once (in worker processes); returns waveforms and the indices kept."""
+def _decode(
+    examples: Sequence[Example], frontend: Frontend, desc: str
+) -> tuple[list[torch.Tensor], list[int], list[dict[str, str]]]:
+    """Decode clips once (in worker processes); returns waveforms, the indices kept, and each
+    clip left out as ``{"source", "error_type", "error"}``."""
     waves, kept, bad = [], [], []
     items = iter_items([ex.audio for ex in examples], frontend, names=[ex.source for ex in examples])
     for item in tqdm(items, total=len(examples), desc=desc, leave=False, disable=None):
         if item.error is not None:
-            bad.append(str(item.error))
+            bad.append({"source": item.source, "error_type": type(item.error).__name__,
+                        "error": getattr(item.error, "reason", str(item.error))})
             continue
         waves.append(item.waveform)
         kept.append(item.index)
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable clip(s), e.g. {bad[0]}", stacklevel=3)
-    return waves, kept
+        kinds = collections.Counter(b["error_type"] for b in bad)
+        warnings.warn(f"{desc}: left out {len(bad)} clip(s) that cannot be used ("
+                      + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+                      + f"), e.g. {bad[0]['source']}: {bad[0]['error']}; all are listed under 'skipped' in the "
+                      "metrics", stacklevel=4)
+    return waves, kept, bad
 
 
 class _RawFrontend(Frontend):
@@ -190,14 +198,29 @@ def _fingerprint(
     valid: Sequence[Example],
     init_state: dict[str, torch.Tensor] | None = None,
 ) -> str:
-    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps(_resume_settings(config), sort_keys=True, default=str).encode())
     h.update(json.dumps(labels).encode())
     for key, tensor in sorted((init_state or {}).items()):
         h.update(key.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     for ex in list(train) + ["|"] + list(valid):  # type: ignore[operator]
-        h.update(str(ex.source if isinstance(ex, Example) else ex).encode())
+        h.update(_where(ex).encode())
     return h.hexdigest()[:16]
+
+
+def _resume_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings a resumed run must share with the one it continues: all but the device,
+    which changes where the same computation runs, not what it computes."""
+    return {k: v for k, v in config.to_dict().items() if k != "device"}
+
+
+def _where(ex: Example | str) -> str:
+    """A clip as the fingerprint knows it: a file by its absolute path, however it was spelled."""
+    if not isinstance(ex, Example):
+        return ex
+    if isinstance(ex.audio, (str, os.PathLike)):
+        return os.path.realpath(ex.audio)
+    return ex.source
 
 
 class Trainer:
@@ -249,9 +272,10 @@ class Trainer:
     def prepare_data(self) -> None:
         raw = _RawFrontend(self.frontend.feature, self.sample_rate, self.config.preprocess, self.frontend.limits)
         index = {label: i for i, label in enumerate(self.labels)}
-        self.train_waves, kept = _decode(self.train_examples, raw, "decoding training clips")
+        self.train_waves, kept, bad = _decode(self.train_examples, raw, "decoding training clips")
         self.train_targets = torch.tensor([index[self.train_examples[i].label] for i in kept])
-        valid_waves, kept_v = _decode(self.valid_examples, raw, "decoding validation clips")
+        valid_waves, kept_v, bad_v = _decode(self.valid_examples, raw, "decoding validation clips")
+        self.skipped = bad + bad_v
         self.valid_targets = torch.tensor([index[self.valid_examples[i].label] for i in kept_v], dtype=torch.long)
         if not self.train_waves:
             raise ValueError("no readable training clips")
@@ -398,16 +422,18 @@ class Trainer:
             "best_key": list(self.best_key) if self.best_key else None,
             "param_groups": opt["param_groups"],
             "sample_rate": self.sample_rate,
+            "settings": _resume_settings(self.config),
+            "clips": [len(self.train_examples), len(self.valid_examples)],
         }
         write_tensors(path, tensors, document)
 
     def load_checkpoint(self, path: Path) -> None:
         tensors, doc = read_tensors(path)
-        if doc.get("kind") != "checkpoint" or doc.get("fingerprint") != self.fingerprint:
-            raise ValueError(
-                f"{path} was written by a training run with other data or settings; "
-                "remove it or train without --resume"
-            )
+        if doc.get("kind") != "checkpoint":
+            raise ValueError(f"{path} is not a training checkpoint; remove it or train without --resume")
+        if doc.get("fingerprint") != self.fingerprint:
+            raise ValueError(f"{path} was written by a training run with other {self._difference(doc)}; "
+                             "remove it or train without --resume")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         self.best_state = best or None
@@ -421,6 +447,22 @@ class Trainer:
         self.history = list(doc["history"])
         self.best_epoch = int(doc["best_epoch"])
         self.best_key = tuple(doc["best_key"]) if doc.get("best_key") else None  # type: ignore[assignment]
+
+    def _difference(self, doc: dict[str, Any]) -> str:
+        """What differs between this run and the checkpoint's, in words: the settings by name, else the data."""
+        theirs = doc.get("settings")
+        ours = json.loads(json.dumps(_resume_settings(self.config), default=str))  # as stored: tuples are lists
+        if isinstance(theirs, dict):
+            changed = sorted(k for k in set(theirs) | set(ours) if json.dumps(theirs.get(k), sort_keys=True)
+                             != json.dumps(ours.get(k), sort_keys=True))
+            if changed:
+                return "settings (" + ", ".join(f"{k}: {theirs.get(k)!r} then, {ours.get(k)!r} now" for k in changed) + ")"
+            clips = doc.get("clips")
+            if clips and list(clips) != [len(self.train_examples), len(self.valid_examples)]:
+                return (f"data ({clips[0]} training and {clips[1]} validation clips then, {len(self.train_examples)} "
+                        f"and {len(self.valid_examples)} now)")
+            return "data (other clips, labels or starting weights)"
+        return "data or settings"
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
@@ -452,9 +494,12 @@ def train(
     normalisation are kept (the matching ``config`` fields are ignored, see
     :func:`config_from_model`); the data may hold any of its labels, and no other.
 
-    Uses the dataset's ``train``/``valid`` splits when it has them, else a stratified
-    validation split, grouped by ``Example.group`` (whole speakers held out) unless the test
-    split shares its groups with training, in which case validation imitates that. With ``out``, a checkpoint is written
+    Trains on the examples whose split is ``train`` or None and validates on those marked
+    ``valid``; without any, a stratified validation split is drawn from the training examples,
+    grouped by ``Example.group`` (whole speakers held out) unless the test split shares its
+    groups with training, in which case validation imitates that. ``test`` examples are scored
+    after training (``metrics["test"]``). Every label must have a readable training clip,
+    except when fine-tuning (``init``). With ``out``, a checkpoint is written
     atomically after every epoch next to it; ``resume=True`` continues from it. ``callback``
     receives one dict per epoch (epoch, losses, validation accuracy).
     """
@@ -473,10 +518,15 @@ def train(
         if labels is not None and list(labels) != base.labels:
             raise ValueError(f"labels {list(labels)} differ from those of the model to start from, {base.labels}")
         labels = base.labels
-    labels = list(labels or getattr(data, "labels", None) or sorted({ex.label for ex in examples}))
+    labels = list(labels or getattr(data, "labels", None) or sorted({ex.label for ex in examples}, key=str))
+    not_text = [label for label in labels if not isinstance(label, str)] + [
+        ex.label for ex in examples if not isinstance(ex.label, str)]
+    if not_text:
+        raise ValueError(f"labels must be strings (they name the classes in the model file), got "
+                         f"{not_text[0]!r} ({type(not_text[0]).__name__})")
     if len(labels) < 2:
         raise ValueError(f"training needs at least 2 labels, got {labels}")
-    train_ex = [ex for ex in examples if ex.split == "train"]
+    train_ex = [ex for ex in examples if ex.split in (None, "train")]
     valid_ex = [ex for ex in examples if ex.split == "valid"]
     test_ex = [ex for ex in examples if ex.split == "test"]
     # Validation should look like the test: hold whole groups (speakers) out only when the test
@@ -485,13 +535,18 @@ def train(
     seen_groups = {ex.group for ex in examples if ex.split != "test" and ex.group is not None}
     by_group = not test_ex or not (test_groups & seen_groups)
     if not train_ex:
-        pool = [ex for ex in examples if ex.split in (None, "train", "valid")]
-        train_ex, valid_ex = stratified_split(pool, config.valid_fraction, config.seed, by_group)
-    elif not valid_ex:
+        raise ValueError(f"no training examples: all {len(examples)} are marked valid or test"
+                         if examples else "no examples to train on")
+    if not valid_ex:
         train_ex, valid_ex = stratified_split(train_ex, config.valid_fraction, config.seed, by_group)
     init_state = base.model.state_dict() if base else None  # the Trainer copies it into its own model
     trainer = Trainer(config, labels, train_ex, valid_ex, init_state)
     trainer.prepare_data()
+    if base is None:  # a class the network never saw a clip of would still get a share of every answer
+        unseen = [label for i, label in enumerate(labels) if not bool((trainer.train_targets == i).any())]
+        if unseen:
+            raise ValueError(f"no readable training clip of {', '.join(map(repr, unseen))}: the model would have "
+                             "classes it never learned; give each label training clips, or leave it out")
     ckpt = checkpoint_path(out) if out is not None else None
     resumed_after = None
     if resume and ckpt is not None and ckpt.exists():
@@ -506,6 +561,7 @@ def train(
         "epochs_run": trainer.epoch,
         "resumed_after_epoch": resumed_after,  # None: not resumed
         "train_clips": len(trainer.train_waves),
+        "skipped": trainer.skipped,  # clips left out of training and validation, with why
         "valid": valid_metrics,
         "recipe": config.to_dict(),
     }
@@ -525,7 +581,12 @@ def train(
     if test_ex:
         from .evaluation import evaluate
 
-        metrics["test"] = evaluate(classifier, test_ex)
+        try:
+            metrics["test"] = evaluate(classifier, test_ex)
+        except EvaluationError as exc:  # the trained model is kept: the test split is what is wrong
+            metrics["test_error"] = str(exc)
+            warnings.warn(f"the test split could not be scored, so the model has no test metrics: {exc}",
+                          stacklevel=2)
     if out is not None:
         classifier.save(out)
         if ckpt is not None and ckpt.exists():

@@ -220,6 +220,8 @@ def test_folders_are_searched_recursively(tiny_model_file: Path, tmp_path: Path)
     (root / "empty_dir.wav").mkdir()
     dangling = root / "b" / "gone.wav"
     dangling.symlink_to(root / "deleted.wav")  # a link whose clip was deleted: a row, not nothing
+    (root / "a" / "._one.wav").write_bytes(b"\x00\x05\x16\x07 macOS metadata")  # hidden: not the user's audio
+    write_wav(root / "__MACOSX" / "a" / "one.wav", sweep(0.5, 8000, seed=1), 8000)
     proc = run_cli("predict", tiny_model_file, root, "--format", "jsonl", "--max-errors", "2")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -238,6 +240,7 @@ def test_a_folder_without_audio_is_an_error_row(tiny_model_file: Path, tmp_path:
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [row["source"] for row in rows] == [str(tmp_path)]
     assert rows[0]["error_type"] == "UnreadableAudioError" and rows[0]["label"] is None
+    assert rows[0]["error"].startswith("is a folder with no audio file in it (looked for .aif, .aiff")
     assert "1 of 1 input(s) failed" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -637,7 +640,8 @@ def test_training_warnings_are_one_line_and_resume_says_what_it_found(tmp_path: 
     proc = run_cli(*args, "--resume")
     assert proc.returncode == 0, proc.stderr
     assert f"no checkpoint at {out}.ckpt.safetensors: training from the start" in proc.stderr
-    assert "warning: skipped 1 unreadable clip(s), e.g. " in proc.stderr
+    assert "warning: decoding training clips: left out 1 clip(s) that cannot be used (1 UnreadableAudioError), e.g. " \
+        in proc.stderr
     assert "UserWarning" not in proc.stderr and ".py:" not in proc.stderr
     assert (tmp_path / "model.v1.metrics.json").is_file() and not (tmp_path / "model.metrics.json").exists()
 

@@ -211,9 +211,69 @@ def test_the_folder_dataset_reads_every_audio_suffix_and_reports_a_broken_link(t
         sf.write(path, np.zeros(800, dtype=np.float32), 8000, format=fmt)
     (tmp_path / "b" / "gone.wav").symlink_to(tmp_path / "deleted.wav")
     (tmp_path / "b" / "notes.txt").write_text("not a clip")
-    data = get_component("dataset", "folder").factory(str(tmp_path))
+    with pytest.warns(UserWarning, match=r"left out 1 files of other types \(e.g. .*notes.txt\)"):
+        data = get_component("dataset", "folder").factory(str(tmp_path))
     assert sorted(Path(ex.audio).name for ex in data.examples()) == ["clip.WAV", "clip.aiff", "clip.au",
                                                                         "clip.flac", "gone.wav"]
+
+
+def _wav(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(800, dtype=np.float32), 8000)
+
+
+def test_the_folder_dataset_leaves_out_hidden_files_and_says_what_else_it_left_out(tmp_path: Path) -> None:
+    for name in ("a/one.wav", "b/two.wav", "a/.hidden.wav", "a/._one.wav", "__MACOSX/a/._one.wav", ".cache/x.wav",
+                 "loose.wav"):
+        _wav(tmp_path / name)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "take.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")  # a phone's format soundfile cannot read
+    (tmp_path / "d").mkdir()
+    with pytest.warns(UserWarning) as caught:
+        data = get_component("dataset", "folder").factory(str(tmp_path))
+    assert data.labels == ["a", "b"]  # no __MACOSX, no label without audio
+    assert sorted(Path(ex.audio).name for ex in data.examples()) == ["one.wav", "two.wav"]
+    [message] = [str(w.message) for w in caught]
+    for part in ("1 files beside the label folders (e.g. ", "loose.wav", "2 label folders without audio files",
+                 "1 files of other types (e.g. ", "take.m4a"):
+        assert part in message
+
+
+def test_the_folder_dataset_names_what_lies_beside_its_split_folders(tmp_path: Path) -> None:
+    for name in ("train/a/1.wav", "train/b/2.wav", "test/a/3.wav", "extra/a/4.wav"):
+        _wav(tmp_path / name)
+    with pytest.warns(UserWarning, match=r"1 entries beside train/, valid/ and test/ \(e.g. .*extra\)"):
+        data = get_component("dataset", "folder").factory(str(tmp_path))
+    assert sorted((ex.split, ex.label) for ex in data.examples()) == [("test", "a"), ("train", "a"), ("train", "b")]
+
+
+def test_a_manifest_from_a_spreadsheet_is_read(tmp_path: Path) -> None:
+    for name in ("x.wav", "y.wav"):
+        _wav(tmp_path / name)
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("\ufeffPath;Label;Split\nx.wav;a;train\ny.wav;b;test\n".encode("utf-8"))
+    data = get_component("dataset", "manifest").factory(str(manifest))
+    assert [(Path(ex.audio).name, ex.label, ex.split) for ex in data.examples()] == [("x.wav", "a", "train"),
+                                                                                    ("y.wav", "b", "test")]
+
+
+def test_a_manifest_whose_files_are_all_missing_says_where_it_looked(tmp_path: Path) -> None:
+    (tmp_path / "lists").mkdir()
+    manifest = tmp_path / "lists" / "m.csv"
+    manifest.write_text("path,label\nclips/x.wav,a\nclips/y.wav,b\n")
+    with pytest.raises(FileNotFoundError, match=r"none of its 2 files exists, e.g. .*lists/clips/x.wav; relative "
+                                                r"paths resolve against the manifest's folder, .*lists"):
+        get_component("dataset", "manifest").factory(str(manifest))
+
+
+def test_a_manifest_listing_a_file_twice_over_is_named(tmp_path: Path) -> None:
+    for name in ("x.wav", "y.wav", "z.wav"):
+        _wav(tmp_path / name)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split\nx.wav,a,train\nx.wav,b,train\ny.wav,a,train\ny.wav,a,test\nz.wav,b,\n")
+    with pytest.warns(UserWarning, match=r"1 files listed with different labels \(e.g. .*x.wav\); 1 files listed for "
+                                         r"training and for testing \(e.g. .*y.wav\)"):
+        get_component("dataset", "manifest").factory(str(manifest))
 
 
 @pytest.mark.parametrize("name", ["logmel", "mfcc", "spectrogram"])

@@ -80,11 +80,58 @@ def test_unreadable_training_clips_are_skipped_with_a_warning(tmp_path: Path) ->
     broken = tmp_path / "broken.wav"
     broken.write_text("not audio")
     examples.append(Example(broken, "a", "train"))
-    with pytest.warns(UserWarning, match="skipped 1 unreadable clip"):
+    with pytest.warns(UserWarning, match=r"left out 1 clip\(s\) that cannot be used \(1 UnreadableAudioError\)") as caught:
         result = audioseq.train(examples, _tiny_config(epochs=1, hidden_size=4, augment=None))
+    assert caught[0].filename == __file__  # the warning points at the caller, not into audioseq
     assert result.metrics["train_clips"] + result.metrics["valid"]["count"] == 90
+    [skipped] = result.metrics["skipped"]
+    assert skipped["source"] == str(broken) and skipped["error_type"] == "UnreadableAudioError"
+    assert "not a recognised audio format" in skipped["error"]
 
 
+def _clips(n: int, label: str, split: str | None, seed: int = 0) -> list[Example]:
+    freq = {"a": 300.0, "b": 900.0, "c": 1500.0}[label]
+    t = np.arange(2400) / 8000
+    rng = np.random.default_rng(seed)
+    return [Example((np.sin(2 * np.pi * freq * (1 + 0.05 * i) * t).astype(np.float32)
+                     + 0.01 * rng.standard_normal(t.size).astype(np.float32), 8000), label, split)
+            for i in range(n)]
+
+
+def test_rows_marked_valid_are_the_validation_and_rows_without_a_split_are_trained_on() -> None:
+    examples = (_clips(6, "a", "train") + _clips(6, "b", "train") + _clips(4, "a", None, 1) + _clips(4, "b", None, 1)
+                + _clips(3, "a", "valid", 2) + _clips(3, "b", "valid", 2))
+    result = audioseq.train(examples, _tiny_config(epochs=1, augment=None))
+    assert result.metrics["train_clips"] == 20  # train and unmarked rows
+    assert result.metrics["valid"]["count"] == 6  # exactly the rows marked valid
+
+
+def test_a_label_without_training_clips_is_refused() -> None:
+    examples = _clips(6, "a", "train") + _clips(6, "b", "train") + _clips(3, "c", "test")
+    with pytest.raises(ValueError, match=r"no readable training clip of 'c': the model would have classes it never"):
+        audioseq.train(examples, _tiny_config(epochs=1))
+    with pytest.raises(ValueError, match=r"no training examples: all 6 are marked valid or test"):
+        audioseq.train(_clips(3, "a", "valid") + _clips(3, "b", "test"), _tiny_config(epochs=1))
+
+
+def test_labels_must_be_strings() -> None:
+    examples = [Example(ex.audio, 0 if ex.label == "a" else 1, ex.split)  # type: ignore[arg-type]
+                for ex in _clips(4, "a", None) + _clips(4, "b", None)]
+    with pytest.raises(ValueError, match=r"labels must be strings .* got 0 \(int\)"):
+        audioseq.train(examples, _tiny_config(epochs=1))
+
+
+def test_a_test_split_that_cannot_be_scored_keeps_the_trained_model(tmp_path: Path) -> None:
+    missing = [Example(str(tmp_path / f"gone{i}.wav"), "a", "test") for i in range(3)]
+    out = tmp_path / "m.safetensors"
+    with pytest.warns(UserWarning, match="the test split could not be scored"):
+        result = audioseq.train(_clips(6, "a", None) + _clips(6, "b", None) + missing,
+                                _tiny_config(epochs=1, augment=None), out=out)
+    assert "test" not in result.metrics and "none of the 3 clips" in result.metrics["test_error"]
+    assert audioseq.load(out).labels == ["a", "b"]
+
+
+# --- interrupted and resumed ------------------------------------------------------------------------
 # --- interrupted and resumed ------------------------------------------------------------------------
 
 
@@ -98,6 +145,21 @@ def _stop_after(epoch: int) -> Any:
             raise _Stop
 
     return callback
+
+
+def test_resume_takes_the_same_files_however_spelled_and_on_another_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waves = [(_clips(1, label, None, seed=i)[0].audio[0], label) for i in range(6) for label in "ab"]
+    names = [write_wav(tmp_path / f"{label}{i}.wav", wave, 8000) for i, (wave, label) in enumerate(waves)]
+    absolute = [Example(str(name), label) for name, (_, label) in zip(names, waves)]
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(_Stop):
+        audioseq.train(absolute, _tiny_config(augment=None, device="auto"), out=out, callback=_stop_after(1))
+    monkeypatch.chdir(tmp_path)
+    relative = [Example(Path(ex.audio).name, ex.label) for ex in absolute]
+    resumed = audioseq.train(relative, _tiny_config(augment=None, device="cpu"), out=out, resume=True)
+    assert resumed.metrics["resumed_after_epoch"] == 1
 
 
 def test_mixed_sample_rates_warn_that_lower_rate_clips_are_upsampled() -> None:
@@ -133,10 +195,10 @@ def test_resume_refuses_a_checkpoint_from_other_settings(tmp_path: Path) -> None
     out = tmp_path / "m.safetensors"
     with pytest.raises(_Stop):
         audioseq.train(data, _tiny_config(), out=out, callback=_stop_after(1))
-    with pytest.raises(ValueError, match="other data or settings"):
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.005 then, 0.001 now\); remove it"):
         audioseq.train(data, _tiny_config(lr=1e-3), out=out, resume=True)
     other_data = audioseq.load_dataset("synthetic", None, {"per_class": 11})
-    with pytest.raises(ValueError, match="other data or settings"):
+    with pytest.raises(ValueError, match=r"other data \(\d+ training and \d+ validation clips then, \d+ and \d+ now\)"):
         audioseq.train(other_data, _tiny_config(), out=out, resume=True)
     assert checkpoint_path(out).exists()  # refused, not deleted
 
@@ -272,7 +334,7 @@ def test_an_interrupted_fine_tuning_resumes_to_the_same_weights(trained: Any, tm
     other = copy.deepcopy(trained.classifier)  # the same design, other starting weights
     with torch.no_grad():
         other.model.head.bias.add_(0.5)
-    with pytest.raises(ValueError, match="other data or settings"):
+    with pytest.raises(ValueError, match=r"other data \(other clips, labels or starting weights\)"):
         audioseq.train(data, config, out=out, resume=True, init=other)
     resumed = audioseq.train(data, config, out=out, resume=True, init=trained.classifier)
     assert resumed.history == whole.history

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -12,7 +14,7 @@ import numpy as np
 
 from ..dataset import SPLITS, Example
 from ..hookspecs import hookimpl
-from ..suffixes import AUDIO_SUFFIXES
+from ..suffixes import AUDIO_SUFFIXES, find_audio, hidden
 
 
 def _need_root(root: str | None, name: str) -> Path:
@@ -34,24 +36,44 @@ def _split_of(items: list[Example], split: str | None) -> list[Example]:
 
 class FolderDataset:
     """Clips in one folder per label: ``root/<label>/*.wav|flac|ogg|mp3|...`` (searched recursively;
-    the suffixes are ``audioseq.suffixes.AUDIO_SUFFIXES``).
+    the suffixes are ``audioseq.suffixes.AUDIO_SUFFIXES``; hidden files and ``__MACOSX`` folders
+    are left out).
 
     When ``root`` holds ``train/``, ``valid/`` and/or ``test/`` folders, each is read the same
-    way and gives that split.
+    way and gives that split. What is left out besides — files of other types, label folders
+    without audio, files beside the label folders — is named in one warning.
     """
 
     def __init__(self, root: str | None) -> None:
         self.root = _need_root(root, "folder")
         split_dirs = [s for s in SPLITS if (self.root / s).is_dir()]
         items: list[Example] = []
+        left_out: dict[str, list[str]] = collections.defaultdict(list)
         for split in split_dirs or [None]:
             base = self.root / split if split else self.root
-            for label_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                for f in sorted(label_dir.rglob("*")):
-                    if f.suffix.lower() in AUDIO_SUFFIXES and not f.is_dir():  # a broken link: reported unreadable
-                        items.append(Example(str(f), label_dir.name, split))
+            for entry in sorted(base.iterdir()):
+                if hidden(Path(entry.name)) or (split is None and split_dirs):
+                    continue
+                if not entry.is_dir():
+                    left_out["files beside the label folders"].append(str(entry))
+                    continue
+                found = find_audio(entry)
+                items += [Example(str(f), entry.name, split) for f in found]
+                if not found:
+                    left_out["label folders without audio files"].append(str(entry))
+                audio = set(found)
+                left_out["files of other types"] += [
+                    str(f) for f in sorted(entry.rglob("*"))
+                    if f not in audio and f.is_file() and not hidden(f.relative_to(entry))]
+        for entry in sorted(self.root.iterdir()) if split_dirs else []:
+            if entry.name not in SPLITS and not hidden(Path(entry.name)):
+                left_out["entries beside train/, valid/ and test/"].append(str(entry))
         if not items:
             raise ValueError(f"dataset 'folder': no audio files under {self.root}/<label>/")
+        if left_out := {what: paths for what, paths in left_out.items() if paths}:
+            warnings.warn("dataset 'folder' left out " + "; ".join(
+                f"{len(paths)} {what} (e.g. {paths[0]})" for what, paths in left_out.items()
+            ) + f"; it reads {', '.join(sorted(AUDIO_SUFFIXES))} in {self.root}/[split/]<label>/", stacklevel=2)
         self._items = items
         self.labels = sorted({ex.label for ex in items})
 
@@ -62,33 +84,63 @@ class FolderDataset:
 class ManifestDataset:
     """A CSV with columns ``path,label`` and optional ``split`` and ``group``.
 
-    Relative paths resolve against the CSV's folder. ``root`` is the CSV file.
+    Relative paths resolve against the CSV's folder. ``root`` is the CSV file. Column names are
+    matched without regard to case; a spreadsheet's byte-order mark and a ``;`` or tab
+    delimiter are understood. A path listed twice with different labels, or in training and
+    test alike, is named in a warning; a manifest none of whose files exist is refused.
     """
 
     def __init__(self, root: str | None) -> None:
         path = _need_root(root, "manifest")
         items: list[Example] = []
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            fields = set(reader.fieldnames or [])
-            if not {"path", "label"} <= fields:
-                raise ValueError(f"manifest {path}: needs columns path,label (has {', '.join(sorted(fields))})")
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM
+            head = fh.read(4096)
+            fh.seek(0)
+            try:
+                dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(head, delimiters=",;\t")
+            except csv.Error:
+                dialect = csv.excel
+            reader = csv.DictReader(fh, dialect=dialect)
+            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+            if not {"path", "label"} <= set(columns):
+                raise ValueError(f"manifest {path}: needs columns path,label (has {', '.join(sorted(columns))})")
+            column = lambda row, name: (row.get(columns.get(name, name)) or "").strip()  # noqa: E731
             for line, row in enumerate(reader, start=2):
-                clip, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+                clip, label = column(row, "path"), column(row, "label")
                 if not clip or not label:
                     raise ValueError(f"manifest {path}, line {line}: empty path or label")
-                split = (row.get("split") or "").strip() or None
+                split = column(row, "split") or None
                 if split is not None and split not in SPLITS:
                     raise ValueError(f"manifest {path}, line {line}: split {split!r} is not one of {SPLITS}")
                 full = Path(clip) if os.path.isabs(clip) else path.parent / clip
-                items.append(Example(str(full), label, split, (row.get("group") or "").strip() or None))
+                items.append(Example(str(full), label, split, column(row, "group") or None))
         if not items:
             raise ValueError(f"manifest {path} lists no clips")
+        if not any(os.path.lexists(ex.audio) for ex in items):  # type: ignore[arg-type]
+            raise FileNotFoundError(
+                f"manifest {path}: none of its {len(items)} files exists, e.g. {items[0].audio}; relative paths "
+                f"resolve against the manifest's folder, {path.parent}")
+        _warn_of_conflicts(path, items)
         self._items = items
         self.labels = sorted({ex.label for ex in items})
 
     def examples(self, split: str | None = None) -> Sequence[Example]:
         return _split_of(self._items, split)
+
+
+def _warn_of_conflicts(path: Path, items: list[Example]) -> None:
+    """Name the files a manifest lists with two labels, or for training and for testing."""
+    labels, splits = collections.defaultdict(set), collections.defaultdict(set)
+    for ex in items:
+        where = os.path.realpath(ex.audio)  # type: ignore[arg-type]
+        labels[where].add(ex.label)
+        splits[where].add("test" if ex.split == "test" else "train")
+    problems = [f"{len(found)} {what} (e.g. {found[0]})" for what, found in (
+        ("files listed with different labels", [f for f, ls in labels.items() if len(ls) > 1]),
+        ("files listed for training and for testing", [f for f, ss in splits.items() if len(ss) > 1]),
+    ) if found]
+    if problems:
+        warnings.warn(f"manifest {path}: " + "; ".join(problems), stacklevel=3)
 
 
 SYNTHETIC_CLASSES = ("tone", "chirp-up", "chirp-down", "noise-burst", "pulse-train")
