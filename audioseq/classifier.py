@@ -423,6 +423,9 @@ def load(
         raise ModelFileError(str(path), f"no such file, nor a ready-trained model of that name (ready-trained: {ready})")
     tensors, document = read_tensors(path)
     name = str(path)
+    if document.get("kind") == "checkpoint":
+        raise ModelFileError(name, "is a training checkpoint, not a model: run the training command again with "
+                                   "--resume to continue it; the model is written when the training ends")
     try:
         spec = ModelSpec.from_document(document)
     except (KeyError, TypeError, ValueError) as exc:

@@ -85,6 +85,8 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
               help="Subtract each clip's mean frame before the network (off for features normalised already).")
 @click.option("--sample-rate", type=AT_LEAST_ONE, default=None, help="Resample clips to this rate (default: the data's).")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Noise, gain, speed, SpecAugment.")
+@click.option("--valid-fraction", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.15,
+              show_default=True, help="Share of the training clips held out for validation when the data marks none.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint next to --out.")
@@ -127,10 +129,19 @@ def train(**o: Any) -> None:
         sample_rate=o["sample_rate"], preprocess=preprocess,
         augment=augment if o["augment"] else None, epochs=o["epochs"], patience=o["patience"],
         batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"], device=o["device"],
+        valid_fraction=o["valid_fraction"],
     )
-    if o["resume"] and not checkpoint_path(o["out"]).exists():
-        click.echo(f"no checkpoint at {checkpoint_path(o['out'])}: training from the start", err=True)
-    result = run_training(dataset, config, out=o["out"], resume=o["resume"], init=o["init"])
+    ckpt = checkpoint_path(o["out"])
+    if o["resume"]:
+        click.echo(f"resuming from {ckpt}" if ckpt.exists() else f"no checkpoint at {ckpt}: training from the start",
+                   err=True)
+    try:
+        result = run_training(dataset, config, out=o["out"], resume=o["resume"], init=o["init"])
+    except KeyboardInterrupt:
+        if ckpt.exists():
+            click.echo(f"\ninterrupted: {ckpt} holds the epochs finished; run the same command with --resume "
+                       "to continue", err=True)
+        sys.exit(130)
     if result.metrics.get("resumed_after_epoch") is not None:
         click.echo(f"resumed after epoch {result.metrics['resumed_after_epoch']} of the checkpoint", err=True)
     metrics_path = metrics_file(o["out"])
@@ -277,7 +288,8 @@ def plugins(as_json: bool) -> None:
             click.secho(f"  BROKEN: {plugin['error']}", fg="red")
         for c in plugin["components"]:
             params = ", ".join(f"{p['name']}: {p['type']} = {p['default']!r}" for p in c["params"])
-            click.echo(f"  {c['kind']:<8} {c['name']:<{width}} {c['doc'] if c['kind'] == 'model' else params}")
+            # What it takes, or, for a model or a component without parameters, what it is.
+            click.echo(f"  {c['kind']:<8} {c['name']:<{width}} {params if c['kind'] != 'model' and params else c['doc']}")
 
 
 @cli.command()
@@ -350,6 +362,8 @@ def export(model: str, out: str) -> None:
     from .export import to_onnx
     from .modelfile import write_atomic
 
+    if not Path(out).resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder {Path(out).parent} does not exist", param_hint="'OUT'")
     clf = load(model, backend="torch")
     document = clf.spec.to_document()
     proto = to_onnx(clf.model, {"labels": json.dumps(clf.labels), "audioseq": json.dumps(document)})

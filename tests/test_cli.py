@@ -631,6 +631,22 @@ def test_an_out_folder_that_does_not_exist_is_refused_before_training(tmp_path: 
     assert "Invalid value for '--out': the folder" in result.output and "missing does not exist" in result.output
 
 
+def test_export_into_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(click_group, ["export", "digits", str(tmp_path / "missing" / "d.onnx")])
+    assert result.exit_code == 2 and "Invalid value for 'OUT': the folder" in result.output
+    assert not (tmp_path / "missing").exists()
+
+
+def test_the_valid_fraction_option_sets_the_validation_share(tmp_path: Path) -> None:
+    clips = _wav_tree(tmp_path / "clips")  # 16 clips
+    out = tmp_path / "m.safetensors"
+    proc = run_cli("train", "--dataset", "folder", "--data", tmp_path / "clips", "--out", out, "--epochs", "1",
+                   "--hidden", "8", "--layers", "1", "--valid-fraction", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert metrics["valid"]["count"] == metrics["train_clips"] == sum(map(len, clips.values())) // 2
+
+
 def test_training_warnings_are_one_line_and_resume_says_what_it_found(tmp_path: Path) -> None:
     clips = _wav_tree(tmp_path / "clips")
     (clips["hum"][0].parent / "broken.wav").write_text("not audio")
@@ -656,5 +672,5 @@ def test_train_defaults_are_the_engine_defaults() -> None:
     pairs = {"feature": "feature", "cell": "cell", "hidden": "hidden_size", "layers": "num_layers",
              "bidirectional": "bidirectional", "pooling": "pooling", "epochs": "epochs", "patience": "patience",
              "batch_size": "batch_size", "lr": "lr", "dropout": "dropout", "sample_rate": "sample_rate",
-             "seed": "seed", "device": "device", "utterance_norm": "utterance_norm"}
+             "seed": "seed", "device": "device", "utterance_norm": "utterance_norm", "valid_fraction": "valid_fraction"}
     assert {k: option[k] for k in pairs} == {k: getattr(engine, v) for k, v in pairs.items()}

@@ -212,6 +212,32 @@ def _checkpoint_epoch(path: Path) -> int | None:
     return int(document["epoch"])
 
 
+def test_an_interrupted_run_says_how_to_resume_and_its_checkpoint_is_not_taken_for_a_model(tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--dataset", "synthetic", "--epochs", "30", *TINY_TRAIN_ARGS, "--out", str(out)]
+    proc = subprocess.Popen(entry_point() + [str(a) for a in args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        while (_checkpoint_epoch(checkpoint_path(out)) or 0) < 1:
+            assert proc.poll() is None, f"training ended before it could be interrupted: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert f"interrupted: {checkpoint_path(out)} holds the epochs finished; run the same command with --resume" in stderr
+    with pytest.raises(ModelFileError, match="is a training checkpoint, not a model: run the training command again"):
+        audioseq.load(checkpoint_path(out))
+    resumed = run_cli(*args, "--resume", "--epochs", "30")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.startswith(f"resuming from {checkpoint_path(out)}")
+
+
 def test_a_killed_training_process_resumes_to_exactly_the_uninterrupted_weights(tmp_path: Path) -> None:
     epochs = 6
     args = ["train", "--dataset", "synthetic", "--epochs", epochs, "--seed", "3", *TINY_TRAIN_ARGS]

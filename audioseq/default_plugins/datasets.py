@@ -35,9 +35,10 @@ def _split_of(items: list[Example], split: str | None) -> list[Example]:
 
 
 class FolderDataset:
-    """Clips in one folder per label: ``root/<label>/*.wav|flac|ogg|mp3|...`` (searched recursively;
-    the suffixes are ``audioseq.suffixes.AUDIO_SUFFIXES``; hidden files and ``__MACOSX`` folders
-    are left out).
+    """Clips in one folder per label, ``root/<label>/``, optionally in train/, valid/ and test/.
+
+    Each label folder is searched at any depth for ``audioseq.suffixes.AUDIO_SUFFIXES``
+    (``.wav``, ``.flac``, ``.ogg``, ``.mp3``, ...); hidden files and ``__MACOSX`` folders are left out.
 
     When ``root`` holds ``train/``, ``valid/`` and/or ``test/`` folders, each is read the same
     way and gives that split. What is left out besides — files of other types, label folders
