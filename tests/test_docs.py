@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO, sweep, write_wav
@@ -42,6 +44,27 @@ def test_the_batch_example_writes_one_row_per_clip_in_order_with_errors_as_rows(
             assert row[1:4] == ["", "", "UnreadableAudioError"] and row[4]
         else:
             assert row[1] in labels and 0.0 < float(row[2]) <= 1.0 and row[3:] == ["", ""]
+
+
+def test_the_training_example_writes_the_model_and_its_metrics(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import audioseq
+
+    (example,) = python_blocks(DOCS / "training.md")
+    for label, freq in (("yes", 400.0), ("no", 1600.0)):
+        for i in range(8):
+            wave = 0.5 * np.sin(2 * np.pi * freq * (1 + 0.02 * i) * np.arange(2400) / 8000)
+            write_wav(tmp_path / "clips" / label / f"{i}.wav", wave.astype(np.float32), 8000)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example, "docs/training.md", "exec"), namespace)
+
+    best_epoch, accuracy = capsys.readouterr().out.split()
+    metrics = json.loads((tmp_path / "model.metrics.json").read_text())
+    assert int(best_epoch) == metrics["best_epoch"] and float(accuracy) == metrics["valid"]["accuracy"]
+    assert metrics["valid"]["count"] == 4 and metrics["recipe"]["valid_fraction"] == 0.2  # 20% of 16 clips
+    assert audioseq.load(tmp_path / "model.safetensors").labels == namespace["clf"].labels == ["no", "yes"]
 
 
 @pytest.mark.parametrize("page", ["README.md", "docs/inside-the-rnn.md"])
