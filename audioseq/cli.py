@@ -65,6 +65,15 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     click.echo(f"warning: {message}", err=True)
 
 
+# Options --init overrides with the model's own, and what each sets.
+_KEPT_BY_INIT = {
+    "feature": "features", "feature_opt": "feature settings", "cell": "cell", "cell_opt": "cell settings",
+    "hidden": "hidden units", "layers": "layers", "bidirectional": "directions", "pooling": "pooling",
+    "dropout": "dropout", "utterance_norm": "normalisation", "sample_rate": "sample rate",
+    "preprocess_opt": "preprocessing",
+}
+
+
 @cli.command()
 @click.option("--dataset", "dataset_name", required=True, help="Registered dataset name (see `audioseq plugins`).")
 @click.option("--data", "data_path", default=None, help="Dataset root: a folder, a manifest CSV, ...")
@@ -119,9 +128,15 @@ def train(**o: Any) -> None:
     if not Path(o["out"]).resolve().parent.is_dir():
         raise click.BadParameter(f"the folder {Path(o['out']).parent} does not exist", param_hint="'--out'")
     dataset = load_dataset(o["dataset_name"], o["data_path"], _opts(o["dataset_opt"]))
-    lr_given = click.get_current_context().get_parameter_source("lr") != click.core.ParameterSource.DEFAULT
-    if o["init"] and not lr_given:
+    context = click.get_current_context()
+    given = {name for name in o if context.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
+    if o["init"] and "lr" not in given:
         o["lr"] = FINE_TUNE_LR
+    kept = sorted(given & set(_KEPT_BY_INIT)) if o["init"] else []
+    flags = {p.name: p.opts[0] for p in context.command.params}
+    if kept:  # the model to start from decides these; say so instead of silently ignoring them
+        click.echo("warning: --init keeps the model's " + ", ".join(_KEPT_BY_INIT[k] for k in kept)
+                   + "; ignoring " + ", ".join(flags[k] for k in kept), err=True)
     config = TrainConfig(
         feature=o["feature"], feature_params=feature_params, cell=o["cell"], cell_params=cell_params,
         hidden_size=o["hidden"], num_layers=o["layers"], bidirectional=o["bidirectional"],

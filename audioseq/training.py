@@ -504,6 +504,8 @@ def train(
     receives one dict per epoch (epoch, losses, validation accuracy).
     """
     config = config or TrainConfig()
+    if resume and out is None:
+        raise ValueError("resume=True needs out: the checkpoint it continues lies beside the model file")
     examples = list(data.examples()) if hasattr(data, "examples") else list(data)
     base: Classifier | None = None
     if init is not None:

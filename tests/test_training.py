@@ -114,6 +114,11 @@ def test_a_label_without_training_clips_is_refused() -> None:
         audioseq.train(_clips(3, "a", "valid") + _clips(3, "b", "test"), _tiny_config(epochs=1))
 
 
+def test_resume_without_a_model_file_is_refused() -> None:
+    with pytest.raises(ValueError, match="resume=True needs out"):
+        audioseq.train(_clips(3, "a", None) + _clips(3, "b", None), _tiny_config(epochs=1), resume=True)
+
+
 def test_labels_must_be_strings() -> None:
     examples = [Example(ex.audio, 0 if ex.label == "a" else 1, ex.split)  # type: ignore[arg-type]
                 for ex in _clips(4, "a", None) + _clips(4, "b", None)]
@@ -340,6 +345,7 @@ def test_cli_fine_tunes_a_model_file(trained_model_file: Path, tmp_path: Path) -
     proc = run_cli("train", "--dataset", "synthetic", "--dataset-opt", "per_class=4", "--dataset-opt", "seed=2",
                    "--init", trained_model_file, "--cell", "gru", "--epochs", "1", "--lr", "1e-3", "--out", out)
     assert proc.returncode == 0, proc.stderr
+    assert "warning: --init keeps the model's cell; ignoring --cell\n" in proc.stderr  # not silently
     tuned, base = audioseq.load(out), audioseq.load(trained_model_file)
     assert tuned.spec.network == base.spec.network and tuned.labels == base.labels
     assert json.loads(out.with_suffix(".metrics.json").read_text())["init"] == str(trained_model_file)
