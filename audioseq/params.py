@@ -111,11 +111,11 @@ def _param_docs(factory: Callable[..., Any]) -> dict[str, str]:
     if inspect.isclass(factory) and not doc:
         doc = inspect.getdoc(factory.__init__) or ""
     out: dict[str, str] = {}
-    in_args = False
+    in_args, indent, last = False, None, None
     for line in doc.splitlines():
         stripped = line.strip()
         if stripped.rstrip(":") in ("Args", "Arguments", "Parameters", "Params", "Attributes"):
-            in_args = True
+            in_args, indent, last = True, None, None
             continue
         if in_args:
             if not stripped:
@@ -123,9 +123,14 @@ def _param_docs(factory: Callable[..., Any]) -> dict[str, str]:
             if not line.startswith((" ", "\t")):
                 in_args = False
                 continue
+            depth = len(line) - len(line.lstrip())
+            if indent is not None and depth > indent and last is not None:  # the text goes on
+                out[last] = f"{out[last]} {stripped}".strip()
+                continue
             name, sep, text = stripped.partition(":")
             name = name.split("(")[0].strip()
             if sep and name.isidentifier():
+                indent, last = depth, name
                 out[name] = text.strip()
     return out
 

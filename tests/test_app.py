@@ -277,7 +277,10 @@ def test_unusable_uploaded_model_gets_an_error_naming_it(
     (message,) = errors(app)
     assert message.startswith("`broken.safetensors`: cannot be used as a model")
     if case == "plugin":
-        assert "unknown cell 'quantum-lstm'" in message and "plugin" in message
+        assert "it needs a plugin that is not installed here" in message and "unknown cell 'quantum-lstm'" in message
+    else:  # plain words first; what the reader found, in the details
+        assert message.endswith("it is not an audioseq model file (.safetensors), or it is damaged")
+        assert app.sidebar.expander[0].label == "Details"
     assert app.sidebar.selectbox(key="keep.model").options[-1] == FOLDER_MODEL
     upload(app, "classify.upload", {"clip.wav": digits.clips["0"].read_bytes()})
     assert metric(app, "Prediction") == "0"
@@ -294,6 +297,18 @@ def test_charts_name_every_class_and_keep_the_legend_beside_the_plot(monkeypatch
     for count, columns in ((4, 1), (8, 1), (10, 2), (20, 3)):  # at most 8 entries a column
         lines = charts.over_time({str(d): np.zeros(5) for d in range(count)}, np.arange(5), "p").to_dict()
         assert lines["encoding"]["color"]["legend"]["columns"] == columns, count
+
+
+def test_a_waveform_of_a_few_samples_still_shows_and_one_line_needs_no_legend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "ui"))
+    import charts
+
+    rows = charts.waveform(np.full(400, 0.3, dtype=np.float32), 8000).to_dict()
+    [data] = rows["datasets"].values()
+    assert all(r["low"] <= 0.0 < 0.3 <= r["high"] for r in data)  # each slice has height, however few samples
+    assert charts.over_time({"weight": np.ones(4)}, np.arange(4), "w").to_dict()["encoding"]["color"]["legend"] is None
 
 
 def test_gate_charts_show_the_same_units_on_a_scale_that_fits_their_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,11 +364,17 @@ def test_inside_names_a_gateless_cell_with_its_nonlinearity(app: AppTest, digits
                             cell_params={"nonlinearity": "relu"}, hidden_size=8, num_layers=1, pooling="last",
                             bidirectional=False)
     spec = ModelSpec(trained.labels, trained.sample_rate, network, trained.spec.feature, trained.spec.feature_params)
-    Classifier(spec).save(tmp_path / "relu.safetensors")
+    undecided = Classifier(spec)
+    with torch.no_grad():  # every answer 50/50
+        undecided.model.head.weight.zero_()
+        undecided.model.head.bias.zero_()
+    undecided.save(tmp_path / "relu.safetensors")
     app.sidebar.file_uploader(key="model_upload").set_value(
         ("relu.safetensors", (tmp_path / "relu.safetensors").read_bytes(), "application/octet-stream")).run()
     upload(on_page(app, "inside"), "inside.upload", {"clip.wav": digits.clips["1"].read_bytes()})
     assert not errors(app) and not app.exception
+    assert metric(app, "Confidence") == "50%"
+    assert [w.value for w in app.warning][0].startswith("The model is unsure (50%). It always answers with one")
     [note] = [i.value for i in app.info if "has no gates" in i.value]
     assert note.startswith("This model's cell, `rnn` (nonlinearity relu), has no gates")
     # Where to find an LSTM's gates: the Teach page trains one unless told otherwise.
@@ -440,7 +461,7 @@ def test_teach_trains_on_tones_and_the_downloaded_model_loads(
     result = cli("predict", model, clip, "--format", "csv")
     assert result.returncode == 0 and ",high," in result.stdout
 
-    app.audio_input(key="teach.try").upload("recording.wav", tone(300, seed=42)).run()
+    app.audio_input(key="teach.try.record").upload("recording.wav", tone(300, seed=42)).run()
     assert metric(app, "Prediction") == "low"
     on_page(app, "classify")
     assert app.sidebar.selectbox(key="keep.model").options[-1] == "taught on the Teach page"
@@ -457,7 +478,8 @@ def test_teach_fine_tunes_the_chosen_model_on_some_of_its_labels(
     assert not [w for w in app.selectbox if w.key == "keep.teach.cell"]  # the chosen model decides the network
     _collect(app, {"three": [tone(300, seed=s) for s in range(4)], "8": [tone(2000, seed=s) for s in range(4)]})
     assert app.button(key="teach.train").disabled
-    assert any("three is not one" in i.value for i in app.info)
+    assert any("“three” is not a word the chosen model knows: to fine-tune it, name each class after one of its "
+               "labels (0, 1, 2" in i.value for i in app.info)
     app.text_input(key="keep.teach.name.0").set_value("3").run()
     app.number_input(key="keep.teach.tune_epochs").set_value(5).run()
     app.button(key="teach.train").click().run(timeout=120)
@@ -481,6 +503,17 @@ def test_teach_refuses_bad_examples_by_name_and_counts_the_good_ones(teach_app: 
     assert "**0** examples — at least 3 are needed" in [m.value for m in app.markdown]
     app.button(key="teach.add").click().run()
     assert len(app.text_input) >= 3 and app.text_input(key="keep.teach.name.2").value == "Class 3"
+
+
+def test_teach_keeps_a_clip_out_of_a_second_class(teach_app: AppTest) -> None:
+    app = teach_app
+    same = tone(440, seed=7)
+    upload(app, "teach.0.0.upload", {"a.wav": same, "b.wav": tone(440, seed=8)})
+    upload(app, "teach.1.0.upload", {"copy.wav": same, "c.wav": tone(900, seed=9)})
+    [warning] = [w.value for w in app.warning]
+    assert warning.startswith("`copy.wav`: is already an example of another class")
+    counts = [m.value for m in app.markdown if m.value.startswith("**")]
+    assert counts[:2] == ["**2** examples — at least 3 are needed", "**1** example — at least 3 are needed"]
 
 
 class ToyCell:

@@ -223,7 +223,7 @@ def test_teach_and_inside_pages_work_in_the_browser(
         with new_page(browser, "teach") as page:
             page.goto(f"{server}/teach")
             for i, (name, digit) in enumerate((("zero", "0"), ("one", "1"))):
-                field = page.get_by_label("Class name").nth(i)
+                field = page.get_by_label(f"Name of class {i + 1}")
                 field.fill(name)
                 field.press("Enter")
                 settle(page)

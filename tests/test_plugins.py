@@ -425,6 +425,23 @@ def test_an_existing_file_wins_over_a_model_name(shipped: Path, tmp_path: Path, 
         audioseq.load("shipped-digits")
 
 
+def test_a_parameter_s_help_keeps_its_continuation_lines() -> None:
+    from audioseq.params import declared_params
+
+    def factory(sample_rate: int, width: float = 1.0, depth: int = 2) -> None:
+        """A feature.
+
+        Args:
+            width: how wide the window is, in seconds;
+                longer windows: finer frequencies, coarser time.
+            depth: how many layers.
+        """
+
+    helps = {p.name: p.help for p in declared_params(factory, 1)}
+    assert helps == {"width": "how wide the window is, in seconds; longer windows: finer frequencies, coarser time.",
+                     "depth": "how many layers."}
+
+
 def test_parameters_are_converted_and_checked(throwaway: str) -> None:
     cell = plugins.build("cell", "throwaway-cell", 3, 4, params={"scale": "0.25", "squash": "sigmoid"})
     assert cell.scale == 0.25 and cell.squash == "sigmoid"

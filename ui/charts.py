@@ -41,10 +41,10 @@ def waveform(wave: Any, sample_rate: int) -> alt.Chart:
     samples = _np(wave).astype(np.float32)
     per = max(1, -(-samples.size // WAVE_POINTS))
     padded = np.pad(samples, (0, (-samples.size) % per)).reshape(-1, per)
-    data = pd.DataFrame({
+    data = pd.DataFrame({  # each slice spans 0, so that a clip of a few samples a slice still shows
         "time (s)": np.arange(padded.shape[0]) * per / sample_rate,
-        "low": padded.min(axis=1),
-        "high": padded.max(axis=1),
+        "low": np.minimum(padded.min(axis=1), 0.0),
+        "high": np.maximum(padded.max(axis=1), 0.0),
     })
     return alt.Chart(data, height=140).mark_area(opacity=0.8).encode(
         x=alt.X("time (s):Q", scale=alt.Scale(nice=False)), y=alt.Y("low:Q", title="amplitude"), y2="high:Q"
@@ -107,7 +107,7 @@ def over_time(series: Mapping[str, Any], times: Any, y_title: str, emphasis: str
     if emphasis is not None:
         width = alt.condition(alt.datum.series == emphasis, alt.value(3.5), alt.value(1.2))
     # The legend must fit beside the plot: a legend taller than the chart is cut off at its foot.
-    legend = alt.Legend(columns=-(-len(series) // LEGEND_ROWS), symbolLimit=0)
+    legend = alt.Legend(columns=-(-len(series) // LEGEND_ROWS), symbolLimit=0) if len(series) > 1 else None
     return alt.Chart(data, height=height).mark_line().encode(
         x=alt.X("x:Q", title=x_title),
         y=alt.Y("y:Q", title=y_title, scale=alt.Scale(type="log") if log else alt.Scale()),

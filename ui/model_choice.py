@@ -103,7 +103,13 @@ def _add_uploaded_model(upload: UploadedFile) -> None:
     try:
         classifier = load_model_bytes(digest, data)
     except LOAD_ERRORS as exc:
-        st.error(named(name, f"cannot be used as a model: {getattr(exc, 'reason', exc)}"))
+        plugin = isinstance(exc, audioseq.UnknownComponentError)
+        st.error(named(name, "cannot be used as a model: " + (
+            f"it needs a plugin that is not installed here ({exc})" if plugin else
+            "it is not an audioseq model file (.safetensors), or it is damaged")))
+        if not plugin:
+            with st.expander("Details"):
+                st.code(str(getattr(exc, "reason", exc)), language=None)
         return
     label = f"{name} (uploaded)"
     uploaded = st.session_state.setdefault(_UPLOADED, {})
@@ -122,6 +128,7 @@ def pick_model() -> audioseq.Classifier | None:
         upload = st.file_uploader(
             "Add a model file (.safetensors)",
             key="model_upload",
+            type=["safetensors"],
             help="A model trained with `audioseq train` or downloaded from the Teach page. "
             "It is read as data only; nothing in it is executed.",
         )

@@ -12,15 +12,21 @@ from audioseq.inspection import Inspection
 import charts
 import clips
 
-def clip_intake(key: str, multiple: bool) -> list[clips.Upload]:
-    """A recorder and a file uploader side by side; returns (name, bytes) of what came in."""
+UNSURE = 0.6  # below this confidence the answer comes with a warning
+
+def clip_intake(key: str, multiple: bool, what: str = "") -> list[clips.Upload]:
+    """A recorder and a file uploader side by side; returns (name, bytes) of what came in.
+
+    ``what`` ends both labels (e.g. "for class 2"), so that a screen reader tells the widgets
+    of several intakes on one page apart."""
     limits = f"WAV, FLAC, OGG or MP3, up to {clips.MAX_SECONDS:g} s and {clips.MAX_BYTES // 2**20} MB"
+    end = f" {what}" if what else ""
     left, right = st.columns(2)
     with left:
-        recording = st.audio_input("Record a clip", key=f"{key}.record")
+        recording = st.audio_input(f"Record a clip{end}", key=f"{key}.record")
     with right:
         files = st.file_uploader(
-            "…or upload audio files" if multiple else "…or upload an audio file",
+            ("…or upload audio files" if multiple else "…or upload an audio file") + end,
             accept_multiple_files=multiple, key=f"{key}.upload", help=limits + (" each." if multiple else "."),
         )
     uploaded = files if multiple else [files]
@@ -40,6 +46,9 @@ def answer(prediction: audioseq.Prediction, clip: clips.Clip) -> None:
     second.metric("Confidence", f"{(prediction.confidence or 0.0):.0%}")
     with third:
         st.audio(clip.data, format=mimetypes.guess_type(clip.name)[0] or "audio/wav")
+    if prediction.confidence is not None and prediction.confidence < UNSURE:
+        st.warning(f"The model is unsure ({prediction.confidence:.0%}). It always answers with one of its "
+                   "labels, so this clip may be none of them, or unlike what it was trained on.")
 
 
 def inspect_clip(classifier: audioseq.Classifier, clip: clips.Clip) -> Inspection | None:
@@ -59,7 +68,7 @@ def class_probabilities(inspection: Inspection, predicted: str | None) -> None:
         probs = {label: float(p) for label, p in zip(inspection.labels, inspection.probabilities)}
         st.altair_chart(charts.probabilities(probs, predicted), width="stretch")
     with right:
-        st.markdown("**As the clip unfolds** — the answer from frames 0…t, each row read out after frame t")
+        st.markdown("**As the clip unfolds** — the answer read out after each frame, from the frames so far")
         series = {label: inspection.frame_probabilities[:, i] for i, label in enumerate(inspection.labels)}
         st.altair_chart(
             charts.over_time(series, inspection.frame_times, "probability", emphasis=predicted),

@@ -15,7 +15,11 @@ from model_choice import pick_model
 def _results_table(results: list[clips.Result], labels: list[str]) -> None:
     """Every file of the upload with its label, confidence or error, and the same as CSV."""
     table = pd.DataFrame(clips.results_table(results, labels))
-    st.dataframe(table, hide_index=True)
+    percent = st.column_config.NumberColumn(format="percent")
+    table[["label", "error"]] = table[["label", "error"]].fillna("")  # an empty cell, not "None"
+    st.dataframe(table, hide_index=True, column_config={
+        "confidence": percent, "error": st.column_config.TextColumn(width="large"),
+        **{f"p({label})": percent for label in labels}})
     st.download_button(
         "Download the results (CSV)", table.to_csv(index=False).encode(), file_name="predictions.csv",
         mime="text/csv", on_click="ignore",

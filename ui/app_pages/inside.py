@@ -109,7 +109,7 @@ def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
                         width="stretch")
 
 
-def _gradient() -> None:
+def _gradient(classifier: audioseq.Classifier | None) -> None:
     st.header("The vanishing gradient")
     st.markdown(
         "When a many-to-one network answers from its last state alone (`last` pooling, one direction), "
@@ -127,7 +127,10 @@ def _gradient() -> None:
                          x_title="steps before the end"),
         width="stretch",
     )
-    st.caption("At a frame every 10 ms, 100 steps are one second of audio.")
+    if classifier is not None:
+        rate = frames_per_second(classifier)
+        st.caption(f"The chosen model reads a frame every {1000 / rate:.0f} ms: for it, 100 steps are "
+                   f"{100 / rate:.1f} s of audio.")
 
 
 def _your_gradient(inspection: Inspection, classifier: audioseq.Classifier) -> None:
@@ -179,7 +182,7 @@ def inside_page() -> None:
     st.write("Record or upload a clip and watch the network read it, one frame at a time.")
     classifier = pick_model()
     inspection = _your_clip(classifier) if classifier is not None else None
-    _gradient()
+    _gradient(classifier)
     if classifier is not None and inspection is not None:
         _your_gradient(inspection, classifier)
 

@@ -57,12 +57,18 @@ def _class_card(entry: dict[str, Any], number: int, removable: bool) -> str:
     name_key = f"{KEEP}teach.name.{entry['id']}"
     default(name_key, f"Class {number}")
     with st.container(border=True):
-        name = st.text_input("Class name", key=name_key).strip()
-        uploads = views.clip_intake(f"teach.{entry['id']}.{entry['generation']}", multiple=True)
+        name = st.text_input(f"Name of class {number}", key=name_key).strip()
+        uploads = views.clip_intake(f"teach.{entry['id']}.{entry['generation']}", multiple=True,
+                                    what=f"for class {number}")
         with clips.workspace() as folder:
             for i, (clip_name, data) in enumerate(uploads):
                 digest = hashlib.sha256(data).hexdigest()
                 if digest in entry["seen"]:  # the widgets keep showing what was already added
+                    continue
+                if any(digest in other["seen"] for other in _classes() if other is not entry):
+                    st.warning(clips.named(clip_name, "is already an example of another class; a clip "
+                                                      "cannot teach two classes, so it is left out here"))
+                    entry["seen"].add(digest)  # say it once
                     continue
                 clip = clips.check_clip(clip_name, data, folder / f"{i}{clips.suffix_of(clip_name)}")
                 if not clip.ok:
@@ -75,18 +81,20 @@ def _class_card(entry: dict[str, Any], number: int, removable: bool) -> str:
         left.markdown(f"**{count}** example{'' if count == 1 else 's'}"
                       + ("" if count >= MIN_EXAMPLES else f" — at least {MIN_EXAMPLES} are needed"))
         middle.button("Clear examples", key=f"teach.clear.{entry['id']}", on_click=_clear, args=(entry,),
-                      disabled=not count)
+                      disabled=not count, help=f"Forget the examples of class {number}")
         if removable:
-            right.button("Remove class", key=f"teach.remove.{entry['id']}", on_click=_remove, args=(entry,))
+            right.button("Remove class", key=f"teach.remove.{entry['id']}", on_click=_remove, args=(entry,),
+                         help=f"Remove class {number} and its examples")
     return name
 
 
 def _problems(classes: list[dict[str, Any]], names: list[str], base: audioseq.Classifier | None) -> list[str]:
     problems = []
     unknown = [n for n in names if n and base is not None and n not in base.labels]
-    if unknown:
-        problems.append(f"to fine-tune the chosen model, name each class after one of its labels "
-                        f"({', '.join(base.labels)}); {', '.join(unknown)} is not one")
+    if unknown and base is not None:
+        words = " and ".join(f"“{n}”" for n in unknown)
+        problems.append(f"{words} {'is not a word' if len(unknown) == 1 else 'are not words'} the chosen model "
+                        f"knows: to fine-tune it, name each class after one of its labels ({', '.join(base.labels)})")
     if any(not n for n in names):
         problems.append("every class needs a name")
     if len(set(names)) < len(names):
@@ -157,6 +165,8 @@ def _train(
 ) -> None:
     """Train in this session with a live chart (from ``base``'s weights when given); keep the
     model, its file and its metrics."""
+    st.session_state.pop(_RESULT, None)  # the last run's results must not stand for this one's
+    st.caption("Stay on this page until training ends: leaving it stops the training.")
     progress = st.progress(0.0, text="Reading the examples…")
     live = st.empty()
     history: list[dict[str, Any]] = []
@@ -196,9 +206,9 @@ def _train(
 
 
 def _try_it(classifier: audioseq.Classifier) -> None:
-    recording = st.audio_input("Record something for the new model", key="teach.try")
+    uploads = views.clip_intake("teach.try", multiple=False, what="for the new model")
     with clips.workspace() as folder:
-        results = clips.classify(classifier, clips.check_clips(clips.recording_of(recording), folder))
+        results = clips.classify(classifier, clips.check_clips(uploads[-1:], folder))
     views.show_errors(results)
     for r in results:
         if r.ok and r.prediction is not None:
@@ -222,8 +232,8 @@ def _results(result: dict[str, Any]) -> None:
         "Download the model (.safetensors)", result["file"], file_name="taught.safetensors",
         mime="application/octet-stream", on_click="ignore", type="primary",
     )
-    st.caption(f"Use it with `audioseq predict taught.safetensors clip.wav`. Until you leave, the other "
-               f"pages offer it as the model “{TAUGHT_LABEL}”.")
+    st.caption(f"Use it with `audioseq predict taught.safetensors clip.wav`. Until you close or reload this "
+               f"tab, the other pages offer it as the model “{TAUGHT_LABEL}”; training again replaces it.")
     st.subheader("4 · Try it")
     _try_it(st.session_state[TAUGHT])
 
