@@ -491,6 +491,13 @@ def test_teach_fine_tunes_the_chosen_model_on_some_of_its_labels(
     assert tuned.metrics["init"] == digits.path and tuned.metrics["recipe"]["lr"] == 1e-3
     changed = [k for k, v in digits.model.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])]
     assert changed and "norm.mean" not in changed  # weights moved; the normalisation is the model's
+    # The confusion matrix shows the labels taught (or answered), not the model's ten.
+    from streamlit import dataframe_util
+
+    [shown] = [set(dataframe_util.convert_arrow_bytes_to_pandas_df(data.data.data)["true"])
+               for chart in app.get("vega_lite_chart") if '"predicted"' in chart.proto.spec
+               for data in chart.proto.datasets]
+    assert {"3", "8"} <= shown and len(shown) < len(digits.labels)
 
 
 def test_teach_refuses_bad_examples_by_name_and_counts_the_good_ones(teach_app: AppTest) -> None:
@@ -503,6 +510,17 @@ def test_teach_refuses_bad_examples_by_name_and_counts_the_good_ones(teach_app: 
     assert "**0** examples — at least 3 are needed" in [m.value for m in app.markdown]
     app.button(key="teach.add").click().run()
     assert len(app.text_input) >= 3 and app.text_input(key="keep.teach.name.2").value == "Class 3"
+
+
+def test_teach_lists_a_class_s_examples_and_removes_one(teach_app: AppTest) -> None:
+    app = teach_app
+    upload(app, "teach.0.0.upload", {f"{n}.wav": tone(440, seed=n) for n in range(3)})
+    assert "**3** examples" in [m.value for m in app.markdown]
+    app.button(key="teach.drop.0.1").click().run()
+    app.run()  # the uploader still lists 1.wav: it must not come back
+    assert "**2** examples — at least 3 are needed" in [m.value for m in app.markdown]
+    listed = [m.value for m in app.expander[0].markdown]
+    assert listed == ["0.wav", "2.wav"]
 
 
 def test_teach_keeps_a_clip_out_of_a_second_class(teach_app: AppTest) -> None:

@@ -48,6 +48,11 @@ def _clear(entry: dict[str, Any]) -> None:
     entry.update(generation=entry["generation"] + 1, examples=[], seen=set())
 
 
+def _drop(entry: dict[str, Any], index: int) -> None:
+    # Its digest stays in "seen": while the uploader still lists the file, it is not added back.
+    del entry["examples"][index]
+
+
 def _remove(entry: dict[str, Any]) -> None:
     st.session_state[_CLASSES] = [c for c in _classes() if c is not entry]
 
@@ -77,6 +82,13 @@ def _class_card(entry: dict[str, Any], number: int, removable: bool) -> str:
                 entry["seen"].add(digest)
                 entry["examples"].append((clip_name, data))
         count = len(entry["examples"])
+        if count:
+            with st.expander(f"The examples of class {number}"):
+                for i, (clip_name, _) in enumerate(entry["examples"]):
+                    row_name, row_button = st.columns([4, 1])
+                    row_name.write(clip_name)
+                    row_button.button("Remove", key=f"teach.drop.{entry['id']}.{i}", on_click=_drop, args=(entry, i),
+                                      help=f"Remove {clip_name} from class {number}")
         left, middle, right = st.columns([2, 1, 1])
         left.markdown(f"**{count}** example{'' if count == 1 else 's'}"
                       + ("" if count >= MIN_EXAMPLES else f" — at least {MIN_EXAMPLES} are needed"))
@@ -216,6 +228,13 @@ def _try_it(classifier: audioseq.Classifier) -> None:
             st.altair_chart(charts.probabilities(r.prediction.probabilities, r.prediction.label), width="stretch")
 
 
+def _taught_part(matrix: list[list[int]], labels: list[str]) -> tuple[list[list[int]], list[str]]:
+    """The rows and columns of labels that held-out clips have or were given: a model fine-tuned
+    on two of its ten labels would show a 10×10 matrix of zeros around a 2×2 one."""
+    keep = [i for i in range(len(labels)) if sum(matrix[i]) or sum(row[i] for row in matrix)]
+    return [[matrix[i][j] for j in keep] for i in keep], [labels[i] for i in keep]
+
+
 def _results(result: dict[str, Any]) -> None:
     valid = result["metrics"].get("valid") or {}
     st.subheader("3 · How well it learned")
@@ -226,7 +245,8 @@ def _results(result: dict[str, Any]) -> None:
     if valid:
         with right:
             st.markdown("**Confusion matrix** of the held-out examples")
-            st.altair_chart(charts.confusion(valid["confusion_matrix"], valid["labels"]), width="stretch")
+            st.altair_chart(charts.confusion(*_taught_part(valid["confusion_matrix"], valid["labels"])),
+                            width="stretch")
             st.caption(f"Accuracy {valid['accuracy']:.0%} on {valid['count']} examples the network did not train on.")
     st.download_button(
         "Download the model (.safetensors)", result["file"], file_name="taught.safetensors",
