@@ -224,6 +224,17 @@ def test_classify_refuses_bad_uploads_by_name_and_still_answers_the_good_one(
     assert csv.splitlines()[0].startswith("file,label,confidence,error") and good.name in csv
 
 
+def test_classify_shows_the_last_clips_again_after_another_page(app: AppTest, digits: DigitModel) -> None:
+    upload(app, "classify.upload", {"one.wav": digits.clips["1"].read_bytes()})
+    assert metric(app, "Prediction") == "1"
+    on_page(app, "teach")
+    on_page(app, "classify")
+    assert metric(app, "Prediction") == "1"
+    assert any(c.value.startswith("Your last clip, kept while you were on another page") for c in app.caption)
+    app.file_uploader(key="classify.upload").set_value([]).run()  # taken off the uploader: gone
+    assert not [m for m in app.metric if m.label == "Prediction"]
+
+
 def test_a_recording_is_classified(app: AppTest, digits: DigitModel) -> None:
     app.audio_input(key="classify.record").upload("recording.wav", digits.clips["0"].read_bytes()).run()
     assert metric(app, "Prediction") == "0"

@@ -12,6 +12,9 @@ import views
 from model_choice import pick_model
 
 
+_KEPT = "classify.kept"  # the last clips given, as (name, bytes): shown again on coming back to the page
+
+
 def _results_table(results: list[clips.Result], labels: list[str]) -> None:
     """Every file of the upload with its label, confidence or error, and the same as CSV."""
     table = pd.DataFrame(clips.results_table(results, labels))
@@ -49,8 +52,16 @@ def classify_page() -> None:
     classifier = pick_model()
     if classifier is None:
         return
+    returning = not any(f"classify.{part}" in st.session_state for part in ("upload", "record"))
     uploads = views.clip_intake("classify", multiple=True)
-    if not uploads:
+    if uploads:
+        st.session_state[_KEPT] = uploads
+    elif returning and st.session_state.get(_KEPT):  # the widgets forget their files when the page is left
+        uploads = st.session_state[_KEPT]
+        st.caption(f"Your last {'clip' if len(uploads) == 1 else f'{len(uploads)} clips'}, kept while you were "
+                   "on another page: record or upload to replace them.")
+    else:  # nothing given, or the files taken off the uploader
+        st.session_state.pop(_KEPT, None)
         st.info(f"This model knows: {', '.join(classifier.labels)}. Record or upload a clip to classify it.")
         return
     with clips.workspace() as folder:
