@@ -403,10 +403,24 @@ def test_inside_points_to_finer_frames_when_a_clip_unrolls_into_few_steps(
     upload(on_page(at, "inside"), "inside.upload", {"3_theo_0.wav": (fsdd / "3_theo_0.wav").read_bytes()})
     assert metric(at, "Prediction") == "3"
     notes = [i.value for i in at.info if "unrolls into" in i.value]
+    padded = any(c.value.startswith("This model's feature pads the clip with silence") for c in at.caption)
     if model == PLUGIN_DIGITS:  # 0.77 s windows every 80 ms: 6 steps over this short clip
-        assert notes == [FINER_FRAMES_NOTE]
-    else:  # 10 ms frames: 21 steps
-        assert notes == []
+        assert notes == [FINER_FRAMES_NOTE] and padded
+    else:  # 10 ms frames: 21 steps, all within the clip
+        assert notes == [] and not padded
+
+
+def test_the_charts_of_a_clip_share_one_time_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "ui"))
+    import charts
+
+    inside = charts.time_span(np.array([0.016, 0.026, 0.036]), 400, 8000)  # frames within a 0.05 s clip
+    assert inside == (0.0, 0.05)
+    padded = charts.time_span(np.array([-0.15, -0.07, 0.01, 0.09]), 800, 8000)  # centred in padding
+    assert padded == (pytest.approx(-0.19), pytest.approx(0.13))
+    for chart in (charts.waveform(np.ones(800), 8000, padded), charts.over_time({"p": np.ones(4)}, np.arange(4), "p",
+                                                                                span=padded)):
+        assert chart.to_dict()["encoding"]["x"]["scale"]["domain"] == list(padded)
 
 
 def test_inside_passes_over_a_ready_model_that_cannot_be_loaded(

@@ -36,7 +36,25 @@ def _pool_time(
     return pooled, t0, t1
 
 
-def waveform(wave: Any, sample_rate: int) -> alt.Chart:
+Span = tuple[float, float]  # a time axis's range in seconds, shared by the charts of one clip
+
+
+def time_span(frame_times: Any, num_samples: int, sample_rate: int) -> Span:
+    """The range that holds both the clip, [0, its length], and every frame with half a step on
+    either side: a feature that pads a clip has frames centred before 0 s or after the end."""
+    times = _np(frame_times).astype(np.float64)
+    half = float(np.median(np.diff(times))) / 2 if times.size > 1 else 0.0
+    end = num_samples / sample_rate
+    if not times.size:
+        return 0.0, end
+    return min(0.0, float(times[0]) - half), max(end, float(times[-1]) + half)
+
+
+def _time_scale(span: Span | None, **kwargs: Any) -> alt.Scale:
+    return alt.Scale(nice=False, **({"domain": list(span)} if span else kwargs))
+
+
+def waveform(wave: Any, sample_rate: int, span: Span | None = None) -> alt.Chart:
     """The clip's envelope (min and max per slice of samples) against time in seconds."""
     samples = _np(wave).astype(np.float32)
     per = max(1, -(-samples.size // WAVE_POINTS))
@@ -47,13 +65,13 @@ def waveform(wave: Any, sample_rate: int) -> alt.Chart:
         "high": np.maximum(padded.max(axis=1), 0.0),
     })
     return alt.Chart(data, height=140).mark_area(opacity=0.8).encode(
-        x=alt.X("time (s):Q", scale=alt.Scale(nice=False)), y=alt.Y("low:Q", title="amplitude"), y2="high:Q"
+        x=alt.X("time (s):Q", scale=_time_scale(span)), y=alt.Y("low:Q", title="amplitude"), y2="high:Q"
     )
 
 
 def heatmap(values: Any, times: Any, row_title: str, color_title: str, scheme: str = "viridis",
             domain: tuple[float, float] | None = None, height: int = 230,
-            row_names: Sequence[int] | None = None) -> alt.Chart:
+            row_names: Sequence[int] | None = None, span: Span | None = None) -> alt.Chart:
     """(T, K) values as a time × row heatmap, row 0 at the bottom.
 
     ``height`` is the whole chart's in pixels, axes included: the plot gets about 85 fewer.
@@ -69,7 +87,7 @@ def heatmap(values: Any, times: Any, row_title: str, color_title: str, scheme: s
     })
     scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
     return alt.Chart(data, height=height).mark_rect().encode(
-        x=alt.X("start:Q", title="time (s)", scale=alt.Scale(nice=False, zero=True)), x2="end:Q",
+        x=alt.X("start:Q", title="time (s)", scale=_time_scale(span, zero=True)), x2="end:Q",
         # Rows standing for other numbers (units picked out of many) are named in the tooltip only.
         y=alt.Y("row:Q", title=row_title, scale=alt.Scale(nice=False),
                 axis=alt.Axis(labels=row_names is None, ticks=row_names is None)), y2="row_end:Q",
@@ -96,7 +114,7 @@ def probabilities(probs: Mapping[str, float], predicted: str | None) -> alt.Char
 
 
 def over_time(series: Mapping[str, Any], times: Any, y_title: str, emphasis: str | None = None,
-              log: bool = False, x_title: str = "time (s)", height: int = 220) -> alt.Chart:
+              log: bool = False, x_title: str = "time (s)", height: int = 220, span: Span | None = None) -> alt.Chart:
     """Several (T,) series against shared x values, one coloured line each."""
     x = _np(times).astype(np.float64)
     frames = [pd.DataFrame({"x": x, "y": _np(v).astype(np.float64), "series": name}) for name, v in series.items()]
@@ -109,7 +127,7 @@ def over_time(series: Mapping[str, Any], times: Any, y_title: str, emphasis: str
     # The legend must fit beside the plot: a legend taller than the chart is cut off at its foot.
     legend = alt.Legend(columns=-(-len(series) // LEGEND_ROWS), symbolLimit=0) if len(series) > 1 else None
     return alt.Chart(data, height=height).mark_line().encode(
-        x=alt.X("x:Q", title=x_title),
+        x=alt.X("x:Q", title=x_title, scale=_time_scale(span, zero=False) if span else alt.Undefined),
         y=alt.Y("y:Q", title=y_title, scale=alt.Scale(type="log") if log else alt.Scale()),
         color=alt.Color("series:N", title=None, sort=list(series), scale=alt.Scale(scheme="tableau10"),
                         legend=legend),
@@ -125,7 +143,7 @@ def gate_units(gates: Mapping[str, Any], limit: int = MAX_UNITS) -> np.ndarray:
     return np.sort(np.argsort(-np.asarray(spread), kind="stable")[:limit])
 
 
-def gate(name: str, values: Any, times: Any, units: Sequence[int]) -> alt.Chart:
+def gate(name: str, values: Any, times: Any, units: Sequence[int], span: Span | None = None) -> alt.Chart:
     """(T, H) activations of one gate over time, for one layer and direction; rows: ``units``.
 
     The colour scale follows the values: 0…1 for a sigmoid gate, −1…1 for a tanh candidate,
@@ -140,7 +158,7 @@ def gate(name: str, values: Any, times: Any, units: Sequence[int]) -> alt.Chart:
         scheme, domain = "blueorange", (-bound, bound)
     # The gate names the legend; a chart title would take height from the plot.
     return heatmap(shown, times, "unit", name, scheme=scheme, domain=domain, height=90 + 4 * len(units),
-                   row_names=list(units))
+                   row_names=list(units), span=span)
 
 
 def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> alt.Chart:

@@ -60,6 +60,19 @@ def inspect_clip(classifier: audioseq.Classifier, clip: clips.Clip) -> Inspectio
         return None
 
 
+def span(inspection: Inspection) -> charts.Span:
+    """The time range all charts of this clip share, so that their axes line up."""
+    return charts.time_span(inspection.frame_times, inspection.waveform.numel(), inspection.sample_rate)
+
+
+def padding_note(inspection: Inspection) -> None:
+    """Under charts whose frames reach past the clip: why their times run before 0 s or after the end."""
+    low, high = span(inspection)
+    if low < 0 or high > inspection.waveform.numel() / inspection.sample_rate + 1e-9:
+        st.caption("This model's feature pads the clip with silence, so frames near its ends are centred "
+                   "before 0 s or after its end: the time axes run from the first frame to the last.")
+
+
 def class_probabilities(inspection: Inspection, predicted: str | None) -> None:
     """All class probabilities, then which class the network believes as the clip unfolds."""
     left, right = st.columns([2, 3])
@@ -71,7 +84,7 @@ def class_probabilities(inspection: Inspection, predicted: str | None) -> None:
         st.markdown("**As the clip unfolds** — the answer read out after each frame, from the frames so far")
         series = {label: inspection.frame_probabilities[:, i] for i, label in enumerate(inspection.labels)}
         st.altair_chart(
-            charts.over_time(series, inspection.frame_times, "probability", emphasis=predicted),
+            charts.over_time(series, inspection.frame_times, "probability", emphasis=predicted, span=span(inspection)),
             width="stretch",
         )
 
@@ -79,11 +92,13 @@ def class_probabilities(inspection: Inspection, predicted: str | None) -> None:
 def what_it_hears(inspection: Inspection, feature: str) -> None:
     """The preprocessed waveform and the feature frames the network reads, one per step."""
     st.markdown("**What the network hears** — the trimmed, level-normalised clip and its feature frames")
-    st.altair_chart(charts.waveform(inspection.waveform, inspection.sample_rate), width="stretch")
+    st.altair_chart(charts.waveform(inspection.waveform, inspection.sample_rate, span(inspection)), width="stretch")
     st.altair_chart(
-        charts.heatmap(inspection.frames, inspection.frame_times, f"{feature} bin", "value", scheme="magma"),
+        charts.heatmap(inspection.frames, inspection.frame_times, f"{feature} bin", "value", scheme="magma",
+                       span=span(inspection)),
         width="stretch",
     )
+    padding_note(inspection)
 
 
 def _layer_choice(shape: tuple[int, ...], key: str) -> tuple[int, int]:
@@ -124,7 +139,8 @@ def gates(inspection: Inspection, cell: str, key: str) -> None:
     chosen = {name: activations[layer, direction] for name, activations in inspection.gates.items()}
     units = charts.gate_units(chosen)
     for name, activations in chosen.items():
-        st.altair_chart(charts.gate(name, activations, inspection.frame_times, units), width="stretch")
+        st.altair_chart(charts.gate(name, activations, inspection.frame_times, units, span(inspection)),
+                        width="stretch")
     hidden = first.shape[-1]
     st.caption(f"Rows: {len(units)} of this layer's {hidden} hidden units, the same in every chart"
                + ("" if len(units) == hidden else ": those whose activations vary most over the clip")

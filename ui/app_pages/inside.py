@@ -80,9 +80,11 @@ def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
         st.info(note)
     st.markdown("**What the network reads** — the clip after trimming and level normalisation (the time "
                 "axes on this page count from its start), and the frames $x_t$ made of it")
-    st.altair_chart(charts.waveform(inspection.waveform, inspection.sample_rate), width="stretch")
+    span = views.span(inspection)
+    st.altair_chart(charts.waveform(inspection.waveform, inspection.sample_rate, span), width="stretch")
     st.altair_chart(charts.heatmap(inspection.inputs, inspection.frame_times, f"{classifier.spec.feature} value",
-                                   "x_t", scheme="blueorange"), width="stretch")
+                                   "x_t", scheme="blueorange", span=span), width="stretch")
+    views.padding_note(inspection)
     centred = "the clip's own mean of each value subtracted, then " if network.utterance_norm else ""
     st.caption(f"Each column is one frame's {inspection.inputs.shape[1]} `{classifier.spec.feature}` values, "
                f"normalised as the network reads them: {centred}scaled with the statistics of the training clips.")
@@ -92,11 +94,11 @@ def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
         + (" (→ has read frames $0…t$, ← frames $t…T$)" if network.bidirectional else "")
     )
     st.altair_chart(charts.over_time(_directions(inspection.hidden_norm),
-                                     inspection.frame_times, "‖h_t‖"), width="stretch")
+                                     inspection.frame_times, "‖h_t‖", span=span), width="stretch")
     if inspection.cell_state_norm is not None:
         st.markdown("**Size of the LSTM cell state** $\\lVert c_t \\rVert$ — the memory the gates protect")
         st.altair_chart(charts.over_time(_directions(inspection.cell_state_norm),
-                                         inspection.frame_times, "‖c_t‖"), width="stretch")
+                                         inspection.frame_times, "‖c_t‖", span=span), width="stretch")
     views.class_probabilities(inspection, inspection.label)
     st.caption("Row $t$ of the many-to-many view is the model run on frames $0…t$ as the network read them, "
                "normalised with the whole clip's statistics: how its belief forms while it reads, not quite "
@@ -105,7 +107,8 @@ def _unrolled(inspection: Inspection, classifier: audioseq.Classifier) -> None:
                   "direction starts at frame $t$." if network.bidirectional else ""))
     if inspection.attention is not None:
         st.markdown("**Attention pooling** — how much each frame's state counts in the final answer")
-        st.altair_chart(charts.over_time({"weight": inspection.attention}, inspection.frame_times, "weight"),
+        st.altair_chart(charts.over_time({"weight": inspection.attention}, inspection.frame_times, "weight",
+                                         span=span),
                         width="stretch")
 
 
@@ -151,7 +154,7 @@ def _your_gradient(inspection: Inspection, classifier: audioseq.Classifier) -> N
     )
     profile = gradient_through_time(classifier, inputs=inspection.inputs)
     st.altair_chart(charts.over_time({"gradient": profile}, inspection.frame_times, "gradient norm (log scale)",
-                                     log=True), width="stretch")
+                                     log=True, span=views.span(inspection)), width="stretch")
 
 
 def _your_clip(classifier: audioseq.Classifier) -> Inspection | None:
