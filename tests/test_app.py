@@ -305,6 +305,10 @@ def test_charts_name_every_class_and_keep_the_legend_beside_the_plot(monkeypatch
     bars = charts.probabilities(ten, "3").to_dict()
     assert bars["encoding"]["y"]["axis"]["labelOverlap"] is False  # no class label thinned out
     assert bars["height"] >= 24 * len(ten)
+    # Each chart says what it shows to a screen reader, which otherwise announces "Vega visualization".
+    assert charts.probabilities({"a": 0.7, "b": 0.3}, "a").to_dict()["description"] == (
+        "Probability of each class; the highest: a 70%, b 30%")
+    assert charts.confusion([[1, 0], [0, 1]], ["a", "b"]).to_dict()["description"].startswith("Confusion matrix")
     for count, columns in ((4, 1), (8, 1), (10, 2), (20, 3)):  # at most 8 entries a column
         lines = charts.over_time({str(d): np.zeros(5) for d in range(count)}, np.arange(5), "p").to_dict()
         assert lines["encoding"]["color"]["legend"]["columns"] == columns, count
@@ -596,6 +600,8 @@ def test_teach_draws_widgets_from_typed_parameters_of_every_cell_and_feature_plu
         for name in names:
             app.selectbox(key=f"keep.teach.{kind}").set_value(name).run()
             assert not app.exception
+            doc = audioseq.plugins.get_component(kind, name).doc
+            assert doc and doc in [c.value for c in app.caption]  # what it is, in its own words
             for param in audioseq.component_params(kind, name):
                 widget = widget_of.get(param["type"], "text_input")
                 keys = [w.key for w in getattr(app, widget)]

@@ -64,7 +64,8 @@ def waveform(wave: Any, sample_rate: int, span: Span | None = None) -> alt.Chart
         "low": np.minimum(padded.min(axis=1), 0.0),
         "high": np.maximum(padded.max(axis=1), 0.0),
     })
-    return alt.Chart(data, height=140).mark_area(opacity=0.8).encode(
+    return alt.Chart(data, height=140, description="The clip's waveform: amplitude against time").mark_area(
+        opacity=0.8).encode(
         x=alt.X("time (s):Q", scale=_time_scale(span)), y=alt.Y("low:Q", title="amplitude"), y2="high:Q"
     )
 
@@ -86,7 +87,8 @@ def heatmap(values: Any, times: Any, row_title: str, color_title: str, scheme: s
         "value": pooled.ravel(),
     })
     scale = alt.Scale(scheme=scheme, domain=list(domain)) if domain else alt.Scale(scheme=scheme)
-    return alt.Chart(data, height=height).mark_rect().encode(
+    described = f"Heatmap of {color_title} for each {row_title} over time"  # read out by screen readers
+    return alt.Chart(data, height=height, description=described).mark_rect().encode(
         x=alt.X("start:Q", title="time (s)", scale=_time_scale(span, zero=True)), x2="end:Q",
         # Rows standing for other numbers (units picked out of many) are named in the tooltip only.
         y=alt.Y("row:Q", title=row_title, scale=alt.Scale(nice=False),
@@ -103,7 +105,9 @@ def probabilities(probs: Mapping[str, float], predicted: str | None) -> alt.Char
     """One bar per class, the predicted one highlighted."""
     data = pd.DataFrame({"class": list(probs), "probability": list(probs.values())})
     data["predicted"] = data["class"] == predicted
-    return alt.Chart(data, height=max(120, 24 * len(data))).mark_bar().encode(
+    ranked = ", ".join(f"{k} {v:.0%}" for k, v in sorted(probs.items(), key=lambda kv: -kv[1])[:3])
+    return alt.Chart(data, height=max(120, 24 * len(data)),
+                     description=f"Probability of each class; the highest: {ranked}").mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
         # Every class named, however many: a thinned-out axis would hide which bar is which.
         y=alt.Y("class:N", sort=list(probs), title=None, axis=alt.Axis(labelOverlap=False)),
@@ -126,7 +130,8 @@ def over_time(series: Mapping[str, Any], times: Any, y_title: str, emphasis: str
         width = alt.condition(alt.datum.series == emphasis, alt.value(3.5), alt.value(1.2))
     # The legend must fit beside the plot: a legend taller than the chart is cut off at its foot.
     legend = alt.Legend(columns=-(-len(series) // LEGEND_ROWS), symbolLimit=0) if len(series) > 1 else None
-    return alt.Chart(data, height=height).mark_line().encode(
+    described = f"{y_title} against {x_title}: {', '.join(map(str, series))}"
+    return alt.Chart(data, height=height, description=described).mark_line().encode(
         x=alt.X("x:Q", title=x_title, scale=_time_scale(span, zero=False) if span else alt.Undefined),
         y=alt.Y("y:Q", title=y_title, scale=alt.Scale(type="log") if log else alt.Scale()),
         color=alt.Color("series:N", title=None, sort=list(series), scale=alt.Scale(scheme="tableau10"),
@@ -176,4 +181,5 @@ def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> alt.Cha
         color=alt.condition(alt.datum.count > max(1, int(data["count"].max())) / 2,
                             alt.value("white"), alt.value("black")),
     )
-    return cells + counts
+    return (cells + counts).properties(description="Confusion matrix: clips of each true class (rows) by the "
+                                               "class predicted (columns)")

@@ -48,8 +48,18 @@ def param_widget(param: dict[str, Any], key: str) -> Any:
 
 
 def component_widgets(kind: str, name: str, prefix: str) -> dict[str, Any]:
-    """One widget per typed parameter of cell or feature ``name``; returns name → value."""
-    return {
-        p["name"]: param_widget(p, f"{KEEP}{prefix}.{kind}.{name}.{p['name']}")
-        for p in audioseq.component_params(kind, name)
-    }
+    """What ``name`` is, then one widget per typed parameter of the cell or feature, in a folded
+    section (the names are those of ``--cell-opt``/``--feature-opt``); returns name → value."""
+    st.caption(summary(kind, name))
+    params = audioseq.component_params(kind, name)
+    if not params:
+        return {}
+    with st.expander(f"Settings of `{name}`"):
+        return {p["name"]: param_widget(p, f"{KEEP}{prefix}.{kind}.{name}.{p['name']}") for p in params}
+
+
+def summary(kind: str, name: str) -> str:
+    """A component's own one-line description (its docstring's first line), from any plugin."""
+    from audioseq import plugins
+
+    return plugins.get_component(kind, name).doc or f"A {kind} from the {plugins.get_component(kind, name).plugin} plugin."

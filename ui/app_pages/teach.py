@@ -125,7 +125,8 @@ def _settings() -> audioseq.TrainConfig:
         preferred = audioseq.TrainConfig.cell  # the engine's default cell
         default(f"{KEEP}teach.cell", preferred if preferred in cells else cells[0], cells)
         cell = st.selectbox("Recurrent cell", cells, key=f"{KEEP}teach.cell",
-                            help="rnn: the plain recurrent neuron; lstm and gru add gates that keep memory.")
+                            help="rnn is the plain recurrent neuron; lstm and gru add gates that decide what the "
+                                 "state keeps; the others come from plugins. Each is described below when chosen.")
         cell_params = component_widgets("cell", cell, "teach")
     with right:
         default(f"{KEEP}teach.feature", next((f for f in PREFERRED_FEATURES if f in features), features[0]), features)
