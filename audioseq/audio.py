@@ -30,7 +30,6 @@ import torchaudio.functional
 import torchaudio.transforms
 
 from .dataset import Audio
-from .suffixes import AUDIO_SUFFIXES, find_audio
 from .errors import (
     AudioTooLongError,
     AudioTooShortError,
@@ -40,6 +39,7 @@ from .errors import (
     UnreadableAudioError,
     UnsupportedInputError,
 )
+from .suffixes import AUDIO_SUFFIXES, find_audio
 
 # First four bytes of a WAV file -> struct byte order of its chunk sizes and fmt fields.
 _WAV_MAGIC = {b"RIFF": "<", b"RIFX": ">", b"RF64": "<", b"BW64": "<"}
@@ -371,7 +371,8 @@ def _waveform_samples(
 ) -> tuple[np.ndarray, int]:
     """Validate a ``(waveform, sample_rate)`` pair and return ``(N, C)`` float32."""
     if len(source) != 2:
-        raise UnsupportedInputError(name, f"expected a (waveform, sample_rate) pair, got a tuple of {len(source)} items")
+        raise UnsupportedInputError(
+            name, f"expected a (waveform, sample_rate) pair, got a tuple of {len(source)} items")
     waveform, rate = source
     if isinstance(rate, (torch.Tensor, np.ndarray)) and rate.ndim == 0:
         rate = rate.item()  # a rate kept in a 0-d tensor or array

@@ -304,7 +304,8 @@ def plugins(as_json: bool) -> None:
         for c in plugin["components"]:
             params = ", ".join(f"{p['name']}: {p['type']} = {p['default']!r}" for p in c["params"])
             # What it takes, or, for a model or a component without parameters, what it is.
-            click.echo(f"  {c['kind']:<8} {c['name']:<{width}} {params if c['kind'] != 'model' and params else c['doc']}")
+            shown = params if c["kind"] != "model" and params else c["doc"]
+            click.echo(f"  {c['kind']:<8} {c['name']:<{width}} {shown}")
 
 
 @cli.command()

@@ -1,11 +1,12 @@
 """The vanishing gradient, measured: how much the end of a sequence depends on each earlier step.
 
 A many-to-one recurrent network that answers from its last state alone (``last`` pooling, one
-direction) learns about frame t only through ∂h_T/∂x_t, a product of T − t step Jacobians. When those
-Jacobians shrink vectors (a plain tanh RNN with ordinary weights), the product vanishes
-geometrically and early frames stop receiving any learning signal; the LSTM's additive cell
-update and the GRU's update gate give the gradient a path along which it decays far slower. (Pooling over every frame's state, or a
-second direction, gives frames a shorter path to the answer besides.)
+direction) learns about frame t only through ∂h_T/∂x_t, a product of T − t step Jacobians.
+When those Jacobians shrink vectors (a plain tanh RNN with ordinary weights), the product
+vanishes geometrically and early frames stop receiving any learning signal; the LSTM's additive
+cell update and the GRU's update gate give the gradient a path along which it decays far
+slower. (Pooling over every frame's state, or a second direction, gives frames a shorter path
+to the answer besides.)
 :func:`gradient_through_time` returns that profile, one number per time step.
 """
 

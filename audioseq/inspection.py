@@ -41,7 +41,7 @@ class Inspection:
     inputs: Tensor  # (T, F) x_t as the first recurrent layer reads it: ``frames`` after the model's normalisation
     frame_times: Tensor  # (T,) seconds from the start of ``waveform`` to each frame's centre
     probabilities: Tensor  # (C,) the many-to-one answer, as ``Classifier.predict`` gives it
-    frame_probabilities: Tensor  # (T, C) row t: the answer had the clip ended at frame t
+    frame_probabilities: Tensor  # (T, C) row t: the answer from frames 0..t (normalised with the whole clip's)
     hidden_norm: Tensor  # (L, D, T) L2 norm of each layer and direction's hidden state
     gates: dict[str, Tensor]  # gate name -> (L, D, T, H) activations; {} for cells without gates
     gate_meanings: dict[str, str]  # gate name -> what it does, as the cell explains it (Markdown); may be partial

@@ -155,6 +155,9 @@ def detect_sample_rate(examples: Sequence[Example]) -> int:
     return rate
 
 
+SKIPPED_LISTED = 1000  # clips left out of training listed by name in the metrics; the rest are counted
+
+
 def _decode(
     examples: Sequence[Example], frontend: Frontend, desc: str
 ) -> tuple[list[torch.Tensor], list[int], list[dict[str, str]]]:
@@ -456,7 +459,8 @@ class Trainer:
             changed = sorted(k for k in set(theirs) | set(ours) if json.dumps(theirs.get(k), sort_keys=True)
                              != json.dumps(ours.get(k), sort_keys=True))
             if changed:
-                return "settings (" + ", ".join(f"{k}: {theirs.get(k)!r} then, {ours.get(k)!r} now" for k in changed) + ")"
+                return "settings (" + ", ".join(
+                    f"{k}: {theirs.get(k)!r} then, {ours.get(k)!r} now" for k in changed) + ")"
             clips = doc.get("clips")
             if clips and list(clips) != [len(self.train_examples), len(self.valid_examples)]:
                 return (f"data ({clips[0]} training and {clips[1]} validation clips then, {len(self.train_examples)} "
@@ -563,7 +567,10 @@ def train(
         "epochs_run": trainer.epoch,
         "resumed_after_epoch": resumed_after,  # None: not resumed
         "train_clips": len(trainer.train_waves),
-        "skipped": trainer.skipped,  # clips left out of training and validation, with why
+        # Clips left out of training and validation, with why; the model file's header holds the metrics, so
+        # a folder of a million broken files is listed by its first thousand and counted.
+        "skipped": trainer.skipped[:SKIPPED_LISTED],
+        "skipped_count": len(trainer.skipped),
         "valid": valid_metrics,
         "recipe": config.to_dict(),
     }

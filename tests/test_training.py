@@ -85,6 +85,7 @@ def test_unreadable_training_clips_are_skipped_with_a_warning(tmp_path: Path) ->
     assert caught[0].filename == __file__  # the warning points at the caller, not into audioseq
     assert result.metrics["train_clips"] + result.metrics["valid"]["count"] == 90
     [skipped] = result.metrics["skipped"]
+    assert result.metrics["skipped_count"] == 1
     assert skipped["source"] == str(broken) and skipped["error_type"] == "UnreadableAudioError"
     assert "not a recognised audio format" in skipped["error"]
 

@@ -62,4 +62,5 @@ def summary(kind: str, name: str) -> str:
     """A component's own one-line description (its docstring's first line), from any plugin."""
     from audioseq import plugins
 
-    return plugins.get_component(kind, name).doc or f"A {kind} from the {plugins.get_component(kind, name).plugin} plugin."
+    component = plugins.get_component(kind, name)
+    return component.doc or f"A {kind} from the {component.plugin} plugin."
