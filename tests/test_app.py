@@ -478,6 +478,7 @@ def test_teach_trains_on_tones_and_the_downloaded_model_loads(
     app.button(key="teach.train").click().run(timeout=120)
     assert not app.exception and not errors(app)
     assert "3 · How well it learned" in [s.value for s in app.subheader]
+    assert not [c for c in app.caption if "Stay on this page" in c.value]  # said while it trains, not after
     assert charts_drawn(app) == 2  # loss and accuracy per epoch, the confusion matrix
 
     model = tmp_path / "taught.safetensors"

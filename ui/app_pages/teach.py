@@ -179,7 +179,8 @@ def _train(
     """Train in this session with a live chart (from ``base``'s weights when given); keep the
     model, its file and its metrics."""
     st.session_state.pop(_RESULT, None)  # the last run's results must not stand for this one's
-    st.caption("Stay on this page until training ends: leaving it stops the training.")
+    note = st.empty()
+    note.caption("Stay on this page until training ends: leaving it stops the training.")
     progress = st.progress(0.0, text="Reading the examples…")
     live = st.empty()
     history: list[dict[str, Any]] = []
@@ -207,12 +208,14 @@ def _train(
                 result = audioseq.train(examples, config, callback=on_epoch, init=base)
         except (audioseq.AudioseqError, ValueError) as exc:
             progress.empty()
+            note.empty()
             st.error(f"Training failed: {exc}")
             return
         model_path = folder / "taught.safetensors"
         result.classifier.save(model_path)
         model_file = model_path.read_bytes()
     progress.empty()
+    note.empty()
     live.empty()
     st.session_state[TAUGHT] = result.classifier
     st.session_state[_RESULT] = {"history": result.history, "metrics": result.metrics, "file": model_file}
