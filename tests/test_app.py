@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -521,6 +522,9 @@ def test_teach_fine_tunes_the_chosen_model_on_some_of_its_labels(
     assert tuned.metrics["init"] == digits.path and tuned.metrics["recipe"]["lr"] == 1e-3
     changed = [k for k, v in digits.model.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])]
     assert changed and "norm.mean" not in changed  # weights moved; the normalisation is the model's
+    [scored] = [c.value for c in app.caption if c.value.startswith("Accuracy ")]
+    assert re.fullmatch(r"Accuracy \d+% on \d+ examples the network did not train on; the chosen model scored "
+                        r"\d+% on them before fine-tuning\.", scored)
     # The confusion matrix shows the labels taught (or answered), not the model's ten.
     from streamlit import dataframe_util
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -9,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 import audioseq
+from audioseq.dataset import stratified_split
 from audioseq.training import FINE_TUNE_LR
 
 import charts
@@ -201,10 +203,17 @@ def _train(
                 examples.append(audioseq.Example(str(path), name))
         # A handful of examples per class: small batches still give a few optimiser steps per epoch.
         config.batch_size = min(16, max(4, len(examples) // 4))
+        before = None
         try:
             if base is None:
                 result = audioseq.train(examples, config, callback=on_epoch, labels=names)
             else:
+                # The held-out examples are drawn here, as training would, so that the chosen model can be
+                # scored on them as it was: what fine-tuning gained is then plain.
+                kept, held = stratified_split(examples, config.valid_fraction, config.seed)
+                examples = [*(dataclasses.replace(ex, split="train") for ex in kept),
+                            *(dataclasses.replace(ex, split="valid") for ex in held)]
+                before = audioseq.evaluate(base, held)["accuracy"]
                 result = audioseq.train(examples, config, callback=on_epoch, init=base)
         except (audioseq.AudioseqError, ValueError) as exc:
             progress.empty()
@@ -218,7 +227,8 @@ def _train(
     note.empty()
     live.empty()
     st.session_state[TAUGHT] = result.classifier
-    st.session_state[_RESULT] = {"history": result.history, "metrics": result.metrics, "file": model_file}
+    st.session_state[_RESULT] = {"history": result.history, "metrics": result.metrics, "file": model_file,
+                                 "before": before}
 
 
 def _try_it(classifier: audioseq.Classifier) -> None:
@@ -251,7 +261,9 @@ def _results(result: dict[str, Any]) -> None:
             st.markdown("**Confusion matrix** of the held-out examples")
             st.altair_chart(charts.confusion(*_taught_part(valid["confusion_matrix"], valid["labels"])),
                             width="stretch")
-            st.caption(f"Accuracy {valid['accuracy']:.0%} on {valid['count']} examples the network did not train on.")
+            st.caption(f"Accuracy {valid['accuracy']:.0%} on {valid['count']} examples the network did not train on"
+                       + ("." if result.get("before") is None else
+                          f"; the chosen model scored {result['before']:.0%} on them before fine-tuning."))
     st.download_button(
         "Download the model (.safetensors)", result["file"], file_name="taught.safetensors",
         mime="application/octet-stream", on_click="ignore", type="primary",
