@@ -31,7 +31,8 @@ class Augment:
             impulse response (direct sound, then noise decaying by 60 dB over a reverberation
             time drawn from ``rt60``), its level kept.
         rt60: (low, high) reverberation time range in seconds.
-        gain_db: random gain in ±gain_db dB.
+        gain_db: random gain in ±gain_db dB. Preprocessing that sets the level (``normalize``,
+            on by default) undoes it; it matters with ``normalize="none"``, and before a high-pass.
         noise_p: probability of additive white noise, at an SNR drawn from ``snr_db``.
         snr_db: (low, high) signal-to-noise ratio range in dB.
         pad_p: probability of padding quiet noise (up to ``pad_seconds``) on each side.

@@ -8,6 +8,7 @@ model see the same kind of input in training, evaluation, the API, the CLI and t
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -60,12 +61,24 @@ class Preprocess:
     def __call__(self, waveform: Tensor, sample_rate: int) -> Tensor:
         """(N,) → (N',) with N' ≤ N."""
         if self.highpass_hz > 0:
-            waveform = torchaudio.functional.highpass_biquad(waveform, sample_rate, self.highpass_hz)
+            waveform = highpass(waveform, sample_rate, self.highpass_hz)
         if self.trim:
             waveform = trim_quiet_ends(waveform, sample_rate, self.trim_db, self.floor_db, self.margin_ms)
         if self.normalize != "none":
             waveform = normalise_level(waveform, self.normalize, self.target_db)
         return waveform
+
+
+def highpass(waveform: Tensor, sample_rate: int, cutoff_hz: float, q: float = 0.707) -> Tensor:
+    """torchaudio's high-pass biquad (its coefficients, Q 0.707) without its clamp to ±1: a clip
+    louder than full scale (float input, or one raised by augmentation) keeps its shape, and the
+    result scales with the input."""
+    w0 = 2 * math.pi * cutoff_hz / sample_rate
+    alpha = math.sin(w0) / 2 / q
+    cos = math.cos(w0)
+    b = torch.tensor([(1 + cos) / 2, -1 - cos, (1 + cos) / 2], dtype=waveform.dtype)
+    a = torch.tensor([1 + alpha, -2 * cos, 1 - alpha], dtype=waveform.dtype)
+    return torchaudio.functional.lfilter(waveform, a, b, clamp=False)
 
 
 def frame_levels_db(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:

@@ -181,17 +181,13 @@ def _decode(
     return waves, kept, bad
 
 
-class _RawFrontend(Frontend):
-    """Decode and resample only; preprocessing happens per epoch after augmentation."""
+class _WaveFrontend(Frontend):
+    """Decodes and preprocesses clips in the workers, as prediction does, but returns waveforms:
+    frames are made per batch, after augmentation."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.in_workers = False  # workers return waveforms; frames are made per batch, after augmentation
-
-    def prepare(self, source: Any, name: str | None = None) -> torch.Tensor:
-        from .audio import read_audio
-
-        return read_audio(source, self.sample_rate, self.limits, name=name)
+        self.in_workers = False
 
 
 def _fingerprint(
@@ -248,6 +244,9 @@ class Trainer:
         feature = build("feature", config.feature, self.sample_rate, params=config.feature_params)
         limits = AudioLimits(max_seconds=config.max_seconds)
         self.frontend = Frontend(feature, self.sample_rate, config.preprocess, limits).to(self.device)
+        # What of the preprocessing runs again after augmentation: the workers have filtered the clips and cut
+        # them to the noise floor once already, and a second pass of either would not be what prediction does.
+        self._again = dataclasses.replace(config.preprocess, highpass_hz=0.0, floor_db=None)
         self.network = NetworkConfig(
             input_size=feature.dim,
             num_classes=len(labels),
@@ -267,13 +266,13 @@ class Trainer:
         self.fingerprint = _fingerprint(config, labels, self.train_examples, self.valid_examples, init_state)
         self.history: list[dict[str, Any]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_key: tuple[float, float] | None = None
+        self.best_key: tuple[float, ...] | None = None
         self.best_epoch = -1
         self.epoch = 0  # epochs completed
 
     # -- data -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        raw = _RawFrontend(self.frontend.feature, self.sample_rate, self.config.preprocess, self.frontend.limits)
+        raw = _WaveFrontend(self.frontend.feature, self.sample_rate, self.config.preprocess, self.frontend.limits)
         index = {label: i for i, label in enumerate(self.labels)}
         self.train_waves, kept, bad = _decode(self.train_examples, raw, "decoding training clips")
         self.train_targets = torch.tensor([index[self.train_examples[i].label] for i in kept])
@@ -285,7 +284,9 @@ class Trainer:
         self.valid_waves = [self._clean(w) for w in valid_waves]
 
     def _clean(self, wave: torch.Tensor) -> torch.Tensor:
-        wave = self.config.preprocess(wave, self.sample_rate)
+        """A preprocessed clip, after augmentation, as prediction would read it: trimmed and levelled
+        again (augmentation pads, adds noise and changes the gain), padded to one frame at least."""
+        wave = self._again(wave, self.sample_rate)
         short = self.frontend.min_samples - wave.numel()
         return F.pad(wave, (0, short)) if short > 0 else wave
 
@@ -388,7 +389,9 @@ class Trainer:
                     val = {"accuracy": float("nan"), "loss": train_loss, "macro_f1": float("nan")}
                 row = {"epoch": e + 1, "train_loss": train_loss, "valid_loss": val["loss"],
                        "valid_accuracy": val["accuracy"], "valid_macro_f1": val["macro_f1"]}
-                key = (val["accuracy"] if len(self.valid_waves) else 0.0, -val["loss"])
+                # Macro-F1 first: on imbalanced data an epoch that always answers the common class can
+                # have the best accuracy; on balanced data the two agree.
+                key = ((val["macro_f1"], val["accuracy"]) if len(self.valid_waves) else (0.0, 0.0)) + (-val["loss"],)
                 if self.best_key is None or key > self.best_key:
                     self.best_key, self.best_epoch = key, e + 1
                     self.best_state = copy.deepcopy(self.model.state_dict())

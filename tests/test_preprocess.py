@@ -110,3 +110,15 @@ def test_the_whole_chain_and_its_description() -> None:
     y = pre(burst(0.3, 0.5, noise=1e-4) * 0.05, RATE)
     assert 0.2 * RATE <= y.numel() <= 0.2 * RATE + 2 * (int(0.02 * RATE) + int(0.02 * RATE))
     assert 20 * math.log10(float(y.pow(2).mean().sqrt())) == pytest.approx(-18.0, abs=1e-3)
+
+
+def test_the_high_pass_is_torchaudio_s_biquad_without_its_clamp() -> None:
+    import torchaudio
+
+    from audioseq.preprocess import highpass
+
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal(8000).astype(np.float32)) * 0.2
+    assert torch.equal(highpass(wave, 8000, 100.0), torchaudio.functional.highpass_biquad(wave, 8000, 100.0))
+    loud = highpass(wave * 5, 8000, 100.0)  # above full scale, as float input or a gain augmentation can be
+    assert float(loud.abs().max()) > 1.5
+    assert torch.allclose(loud, 5 * highpass(wave, 8000, 100.0), atol=1e-4)

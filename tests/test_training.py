@@ -107,6 +107,52 @@ def test_rows_marked_valid_are_the_validation_and_rows_without_a_split_are_train
     assert result.metrics["valid"]["count"] == 6  # exactly the rows marked valid
 
 
+def test_training_preprocesses_each_clip_once_as_prediction_does(tmp_path: Path) -> None:
+    """Workers preprocess the clips as prediction does; after augmentation a batch trims them and sets
+    their level again, but neither filters them again nor cuts them to the noise floor again, which
+    would not be what prediction does."""
+    from audioseq.preprocess import Preprocess
+    from audioseq.training import Trainer
+
+    rng = np.random.default_rng(0)
+    examples = []
+    for i in range(8):
+        t = np.arange(8000) / 8000
+        word = np.sin(2 * np.pi * (300 + 60 * i) * t) * np.exp(-((t - 0.5) / 0.12) ** 2)
+        room = 0.01 * rng.standard_normal(t.size)  # quiet room noise around the word
+        examples.append(Example(write_wav(tmp_path / f"{i}.wav", (0.5 * word + room).astype(np.float32), 8000),
+                                "ab"[i % 2], "train" if i < 6 else "valid"))
+    config = _tiny_config(augment=None, preprocess=Preprocess(highpass_hz=100.0, floor_db=10.0))
+    trainer = Trainer(config, ["a", "b"], examples[:6], examples[6:])
+    trainer.prepare_data()
+    # What prediction reads, to rounding (the level is set twice).
+    for ex, wave in zip(examples, trainer.train_waves):
+        cleaned, read = trainer._clean(wave), trainer.frontend.prepare(ex.audio)
+        assert cleaned.shape == read.shape and torch.allclose(cleaned, read, atol=1e-6)
+    for ex, wave in zip(examples[6:], trainer.valid_waves):
+        read = trainer.frontend.prepare(ex.audio)
+        assert wave.shape == read.shape and torch.allclose(wave, read, atol=1e-6)
+
+
+def test_the_best_epoch_is_chosen_by_macro_f1_not_by_accuracy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On imbalanced validation an epoch that always answers the common class has the best accuracy."""
+    from audioseq.training import Trainer
+
+    scripted = [{"accuracy": 0.90, "macro_f1": 0.47, "loss": 0.5},   # all "a": 90% of the clips
+                {"accuracy": 0.89, "macro_f1": 0.76, "loss": 0.6},   # finds most of the rare "b"
+                {"accuracy": 0.90, "macro_f1": 0.47, "loss": 0.4}]
+    calls: list[int] = []
+
+    def evaluate_waves(self: Any, waves: Any, targets: Any) -> dict[str, float]:  # one call an epoch, then the last
+        calls.append(1)
+        return scripted[min(len(calls), len(scripted)) - 1]
+
+    monkeypatch.setattr(Trainer, "evaluate_waves", evaluate_waves)
+    examples = _clips(6, "a", "train") + _clips(6, "b", "train") + _clips(2, "a", "valid") + _clips(2, "b", "valid")
+    result = audioseq.train(examples, _tiny_config(epochs=3, augment=None, patience=5))
+    assert result.metrics["best_epoch"] == 2
+
+
 def test_a_label_without_training_clips_is_refused() -> None:
     examples = _clips(6, "a", "train") + _clips(6, "b", "train") + _clips(3, "c", "test")
     with pytest.raises(ValueError, match=r"no readable training clip of 'c': the model would have classes it never"):
