@@ -535,6 +535,12 @@ def train(
                          f"{not_text[0]!r} ({type(not_text[0]).__name__})")
     if len(labels) < 2:
         raise ValueError(f"training needs at least 2 labels, got {labels}")
+    spelled = collections.defaultdict(list)
+    for label in labels:
+        spelled[" ".join(label.split()).casefold()].append(label)
+    if alike := [group for group in spelled.values() if len(group) > 1]:
+        warnings.warn("labels that differ only in case or spaces are separate classes: "
+                      + "; ".join(" and ".join(map(repr, group)) for group in alike), stacklevel=2)
     train_ex = [ex for ex in examples if ex.split in (None, "train")]
     valid_ex = [ex for ex in examples if ex.split == "valid"]
     test_ex = [ex for ex in examples if ex.split == "test"]

@@ -166,6 +166,12 @@ def test_resume_without_a_model_file_is_refused() -> None:
         audioseq.train(_clips(3, "a", None) + _clips(3, "b", None), _tiny_config(epochs=1), resume=True)
 
 
+def test_labels_that_differ_only_in_case_or_spaces_are_named() -> None:
+    examples = _clips(4, "a", None) + [Example(ex.audio, "A ", None) for ex in _clips(4, "b", None)]
+    with pytest.warns(UserWarning, match=r"differ only in case or spaces are separate classes: 'A ' and 'a'"):
+        audioseq.train(examples, _tiny_config(epochs=1, augment=None))
+
+
 def test_labels_must_be_strings() -> None:
     examples = [Example(ex.audio, 0 if ex.label == "a" else 1, ex.split)  # type: ignore[arg-type]
                 for ex in _clips(4, "a", None) + _clips(4, "b", None)]
