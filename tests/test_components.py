@@ -239,6 +239,21 @@ def test_the_folder_dataset_leaves_out_hidden_files_and_says_what_else_it_left_o
         assert part in message
 
 
+def test_the_folder_dataset_finds_each_clip_s_group_with_a_pattern(tmp_path: Path) -> None:
+    for name in ("seven/7_anna_0.wav", "seven/7_bo_1.wav", "two/2_anna_2.wav", "two/x.wav",
+                 "yes/carl/take1.wav", "yes/dana/sub/take2.wav", "yes/loose.wav"):
+        _wav(tmp_path / name)
+    folder = get_component("dataset", "folder").factory
+    by_name = {Path(ex.audio).name: ex.group for ex in folder(str(tmp_path), group_pattern="_([a-z]+)_").examples()}
+    assert (by_name["7_anna_0.wav"], by_name["7_bo_1.wav"], by_name["2_anna_2.wav"], by_name["x.wav"]) == (
+        "anna", "bo", "anna", None)
+    by_name = {Path(ex.audio).name: ex.group for ex in folder(str(tmp_path), group_pattern="^[^/]+(?=/)").examples()}
+    assert (by_name["take1.wav"], by_name["take2.wav"], by_name["loose.wav"]) == ("carl", "dana", None)
+    assert all(ex.group is None for ex in folder(str(tmp_path)).examples())
+    with pytest.raises(ValueError, match="group_pattern '\\(' is not a regular expression"):
+        folder(str(tmp_path), group_pattern="(")
+
+
 def test_the_folder_dataset_names_what_lies_beside_its_split_folders(tmp_path: Path) -> None:
     for name in ("train/a/1.wav", "train/b/2.wav", "test/a/3.wav", "extra/a/4.wav"):
         _wav(tmp_path / name)

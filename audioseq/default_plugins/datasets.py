@@ -6,6 +6,7 @@ import collections
 import csv
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -43,23 +44,33 @@ class FolderDataset:
     When ``root`` holds ``train/``, ``valid/`` and/or ``test/`` folders, each is read the same
     way and gives that split. What is left out besides — files of other types, label folders
     without audio, files beside the label folders — is named in one warning.
+
+    Args:
+        group_pattern: a regular expression searched in each clip's path below its label folder
+            (``/`` between folders) whose first group, or else whole match, names the clip's group,
+            e.g. its speaker: ``^[^/]+`` for ``<label>/<speaker>/clip.wav``, ``_([a-z]+)_`` for
+            ``7_anna_3.wav``. Validation then holds whole groups out. Clips it does not match have none.
     """
 
-    def __init__(self, root: str | None) -> None:
+    def __init__(self, root: str | None, group_pattern: str | None = None) -> None:
         self.root = _need_root(root, "folder")
+        try:
+            pattern = re.compile(group_pattern) if group_pattern else None
+        except re.error as exc:
+            raise ValueError(f"dataset 'folder': group_pattern {group_pattern!r} is not a regular expression: {exc}")
         split_dirs = [s for s in SPLITS if (self.root / s).is_dir()]
         items: list[Example] = []
         left_out: dict[str, list[str]] = collections.defaultdict(list)
         for split in split_dirs or [None]:
             base = self.root / split if split else self.root
             for entry in sorted(base.iterdir()):
-                if hidden(Path(entry.name)) or (split is None and split_dirs):
+                if hidden(Path(entry.name)):
                     continue
                 if not entry.is_dir():
                     left_out["files beside the label folders"].append(str(entry))
                     continue
                 found = find_audio(entry)
-                items += [Example(str(f), entry.name, split) for f in found]
+                items += [Example(str(f), entry.name, split, _group(pattern, f.relative_to(entry))) for f in found]
                 if not found:
                     left_out["label folders without audio files"].append(str(entry))
                 audio = set(found)
@@ -80,6 +91,14 @@ class FolderDataset:
 
     def examples(self, split: str | None = None) -> Sequence[Example]:
         return _split_of(self._items, split)
+
+
+def _group(pattern: re.Pattern[str] | None, relative: Path) -> str | None:
+    """The group a folder dataset's pattern finds in a clip's path below its label folder."""
+    found = pattern.search(relative.as_posix()) if pattern else None
+    if found is None:
+        return None
+    return (found.group(1) if pattern.groups else found.group(0)) or None
 
 
 class ManifestDataset:
