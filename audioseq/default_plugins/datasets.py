@@ -48,7 +48,7 @@ class FolderDataset:
     Args:
         group_pattern: a regular expression searched in each clip's path below its label folder
             (``/`` between folders) whose first group, or else whole match, names the clip's group,
-            e.g. its speaker: ``^[^/]+`` for ``<label>/<speaker>/clip.wav``, ``_([a-z]+)_`` for
+            e.g. its speaker: ``^[^/]+(?=/)`` for ``<label>/<speaker>/clip.wav``, ``_([a-z]+)_`` for
             ``7_anna_3.wav``. Validation then holds whole groups out. Clips it does not match have none.
     """
 
@@ -57,7 +57,8 @@ class FolderDataset:
         try:
             pattern = re.compile(group_pattern) if group_pattern else None
         except re.error as exc:
-            raise ValueError(f"dataset 'folder': group_pattern {group_pattern!r} is not a regular expression: {exc}")
+            raise ValueError(
+                f"dataset 'folder': group_pattern {group_pattern!r} is not a regular expression: {exc}") from exc
         split_dirs = [s for s in SPLITS if (self.root / s).is_dir()]
         items: list[Example] = []
         left_out: dict[str, list[str]] = collections.defaultdict(list)
