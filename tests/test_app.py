@@ -38,7 +38,7 @@ PLUGIN_DIGITS = "digits-speech-embedding"  # the speech-embedding plugin's model
 BUNDLED_CLIPS = {"3": "3_jackson_0.wav", "6": "6_theo_2.wav", "9": "9_nicolas_1.wav", "4": "4_jackson_2.wav"}
 # What the Inside page says of the speech-embedding digits on a short clip (3_theo_0.wav).
 FINER_FRAMES_NOTE = ("This model reads a frame every 80 ms, so over this clip the network unrolls into only 6 "
-                     "steps. `digits` reads one every 10 ms: pick it in the sidebar to watch the "
+                     "steps. `digits-lstm` reads one every 10 ms: pick it in the sidebar to watch the "
                      "recurrence over more steps.")
 RUN_TIMEOUT = 60  # seconds per script run; a cold start imports torch and draws charts
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -183,12 +183,12 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
 # --- Classify --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["digits", PLUGIN_DIGITS])
+@pytest.mark.parametrize("model", ["digits", "digits-lstm", PLUGIN_DIGITS])
 def test_the_ready_digits_models_label_fsdd_clips(
     monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, model: str
 ) -> None:
     at = start_on_ready_model(monkeypatch, digits.folder, model)
-    origin = "bundled with audioseq" if model == "digits" else "from the speech-embedding plugin"
+    origin = "from the speech-embedding plugin" if model == PLUGIN_DIGITS else "bundled with audioseq"
     assert at.sidebar.caption[0].value.startswith(f"Ready-trained, {origin}. ")  # the label is the name alone
     for digit, name in BUNDLED_CLIPS.items():
         upload(at, "classify.upload", {name: (fsdd / name).read_bytes()})
@@ -365,7 +365,7 @@ def test_inside_unrolls_the_clip_shows_gates_and_compares_gradients(app: AppTest
     texts = " ".join(m.value for m in app.markdown)
     assert "$f_t$: how much of the cell state" in texts  # the cell's own account of its gates
     assert "**Your clip through this model**" in texts
-    assert not any("Teach page is an LSTM" in c.value for c in app.caption)  # this one is an LSTM
+    assert not any("To watch an LSTM's" in c.value for c in app.caption)  # this one is an LSTM
     app.slider(key="inside.steps").set_value(40).run()
     assert not app.exception
 
@@ -395,7 +395,10 @@ def test_inside_names_a_gateless_cell_with_its_nonlinearity(app: AppTest, digits
     assert note.startswith("This model's cell, `rnn` (nonlinearity relu), has no gates")
     # Where to find an LSTM's gates: the Teach page trains one unless told otherwise.
     assert audioseq.TrainConfig.cell == "lstm"
-    assert any("a model trained on the Teach page is an LSTM" in c.value for c in app.caption)
+    [where] = [c.value for c in app.caption if c.value.startswith("To watch an LSTM's")]
+    if "digits-lstm" in audioseq.bundled_models():
+        assert "pick `digits-lstm`, a ready-trained LSTM, in the sidebar, or train one on the Teach page" in where
+    assert "(an LSTM unless you choose another cell" in where
     # The clip's gradient, explained for its pooling.
     assert "With `last` pooling and one direction every frame reaches" in " ".join(m.value for m in app.markdown)
 

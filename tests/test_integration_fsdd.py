@@ -109,3 +109,17 @@ def test_predict_digits_on_the_command_line(digits_model: Path, fsdd: Path) -> N
     assert [row["source"] for row in rows] == [str(p) for p in clips]
     for row, path in zip(rows, clips):
         assert _digit(row["label"]) == _parts(path)[0], row
+
+
+def test_the_ready_lstm_shows_its_gates_and_labels_the_official_test_split(fsdd: Path) -> None:
+    """digits-lstm is there to show an LSTM's gates in the app: it must be an LSTM, small, and right."""
+    if "digits-lstm" not in audioseq.bundled_models():
+        pytest.skip("digits-lstm is not built (scripts/train_digits.sh RECORDINGS digits-lstm)")
+    clf = audioseq.load("digits-lstm")
+    assert clf.spec.network.cell == "lstm" and clf.num_parameters() <= 100_000
+    clips = _official_test_clips(fsdd)
+    rows = clf.predict(clips, batch_size=64)
+    correct = sum(_digit(r.label) == _parts(p)[0] for r, p in zip(rows, clips))
+    assert correct / len(clips) >= 0.98, f"{correct} of {len(clips)} correct"
+    ins = clf.inspect(str(clips[0]))
+    assert set(ins.gates) == {"forget", "input", "candidate", "output"} and ins.cell_state_norm is not None

@@ -28,23 +28,25 @@ def frames_per_second(classifier: audioseq.Classifier) -> float:
 
 
 def finer_model_note(classifier: audioseq.Classifier, steps: int) -> str | None:
-    """For a clip unrolled into few steps: the ready-trained model on the finest frames, if it
-    reads at least twice as many a second as ``classifier`` (None when there is no such model)."""
+    """For a clip unrolled into few steps: the ready-trained model on the finest frames (an LSTM
+    among equals: it has the most to show), if it reads at least twice as many a second as
+    ``classifier`` (None when there is no such model)."""
     if steps >= FEW_STEPS:
         return None
     rate = frames_per_second(classifier)
-    rates = []
+    choices = []  # (−frames a second, not an LSTM, name): the least is the finest, an LSTM first among equals
     for name in audioseq.bundled_models():
         try:
-            rates.append((frames_per_second(load_model(name, 0.0)), name))
+            model = load_model(name, 0.0)
         except LOAD_ERRORS:  # the picker reports a model that cannot be loaded; here it is skipped
             continue
-    finest = max(rates, default=(0.0, ""))
-    if finest[0] < 2 * rate:
+        choices.append((-frames_per_second(model), model.spec.network.cell != "lstm", name))
+    if not choices or -min(choices)[0] < 2 * rate:
         return None
+    negative_rate, _, finest = min(choices)
     return (f"This model reads a frame every {1000 / rate:.0f} ms, so over this clip the network unrolls "
-            f"into only {steps} steps. `{finest[1]}` reads one every "
-            f"{1000 / finest[0]:.0f} ms: pick it in the sidebar to watch the recurrence over more steps.")
+            f"into only {steps} steps. `{finest}` reads one every {-1000 / negative_rate:.0f} ms: pick it in "
+            "the sidebar to watch the recurrence over more steps.")
 
 
 @st.cache_data(show_spinner="Measuring gradients…", max_entries=16)
@@ -174,10 +176,23 @@ def _your_clip(classifier: audioseq.Classifier) -> Inspection | None:
     st.header("Gates")
     views.gates(inspection, views.cell_name(classifier), key="inside.layer")
     if inspection.cell_state_norm is None:
-        st.caption(f"To watch an LSTM's forget, input and output gates and its cell state: a model trained on the "
-                   f"Teach page is an LSTM unless you choose another cell, and it is offered here as "
-                   f"“{TAUGHT_LABEL}”.")
+        ready = ready_lstm()
+        st.caption("To watch an LSTM's forget, input and output gates and its cell state: "
+                   + (f"pick `{ready}`, a ready-trained LSTM, in the sidebar, or train one on the Teach page"
+                      if ready else "train one on the Teach page")
+                   + f" (an LSTM unless you choose another cell; it is then offered here as “{TAUGHT_LABEL}”).")
     return inspection
+
+
+def ready_lstm() -> str | None:
+    """The first ready-trained model whose cell is the LSTM, if one can be loaded."""
+    for name in audioseq.bundled_models():
+        try:
+            if load_model(name, 0.0).spec.network.cell == "lstm":
+                return name
+        except LOAD_ERRORS:  # the picker reports a model that cannot be loaded; here it is skipped
+            continue
+    return None
 
 
 def inside_page() -> None:
