@@ -242,9 +242,11 @@ def test_teach_and_inside_pages_work_in_the_browser(
             page.get_by_role("heading", name="The vanishing gradient").wait_for(timeout=WAIT_MS)
             if "digits-speech-embedding" in audioseq.bundled_models():
                 # The app starts on it; its 80 ms frames unroll a digit into a few steps, and the
-                # page points to the bundled model's 10 ms frames: follow it.
+                # page points to a bundled model on 10 ms frames, the LSTM: follow it.
                 page.get_by_text("unrolls into only").wait_for(timeout=WAIT_MS)
-                choose_model(page, "digits")
+                named = "digits-lstm" if "digits-lstm" in audioseq.bundled_models() else "digits"
+                page.get_by_text(f"{named} reads one every 10 ms").wait_for(timeout=WAIT_MS)
+                choose_model(page, named)
                 assert predicted_label(page) == digit
                 page.get_by_role("heading", name="Gates").wait_for(timeout=WAIT_MS)
                 assert page.get_by_text("unrolls into only").count() == 0
