@@ -17,5 +17,15 @@ def hidden(relative: Path) -> bool:
 def find_audio(folder: Path) -> list[Path]:
     """Every audio file below ``folder``, sorted, hidden ones left out. A broken link with an audio
     suffix is kept (reading it is then an error to report); links to folders are not followed."""
-    return [p for p in sorted(folder.rglob("*"))
-            if p.suffix.lower() in AUDIO_SUFFIXES and not hidden(p.relative_to(folder)) and not p.is_dir()]
+    return sort_files(folder)[0]
+
+
+def sort_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """One walk below ``folder``: (its audio files, as :func:`find_audio` gives them; its other files),
+    hidden ones left out of both."""
+    audio, other = [], []
+    for path in sorted(folder.rglob("*")):
+        if hidden(path.relative_to(folder)) or path.is_dir():
+            continue
+        (audio if path.suffix.lower() in AUDIO_SUFFIXES else other).append(path)
+    return audio, other

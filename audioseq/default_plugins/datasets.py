@@ -15,7 +15,7 @@ import numpy as np
 
 from ..dataset import SPLITS, Example
 from ..hookspecs import hookimpl
-from ..suffixes import AUDIO_SUFFIXES, find_audio, hidden
+from ..suffixes import AUDIO_SUFFIXES, hidden, sort_files
 
 
 def _need_root(root: str | None, name: str) -> Path:
@@ -70,14 +70,11 @@ class FolderDataset:
                 if not entry.is_dir():
                     left_out["files beside the label folders"].append(str(entry))
                     continue
-                found = find_audio(entry)
+                found, other = sort_files(entry)
                 items += [Example(str(f), entry.name, split, _group(pattern, f.relative_to(entry))) for f in found]
                 if not found:
                     left_out["label folders without audio files"].append(str(entry))
-                audio = set(found)
-                left_out["files of other types"] += [
-                    str(f) for f in sorted(entry.rglob("*"))
-                    if f not in audio and f.is_file() and not hidden(f.relative_to(entry))]
+                left_out["files of other types"] += map(str, other)
         for entry in sorted(self.root.iterdir()) if split_dirs else []:
             if entry.name not in SPLITS and not hidden(Path(entry.name)):
                 left_out["entries beside train/, valid/ and test/"].append(str(entry))

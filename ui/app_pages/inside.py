@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import streamlit as st
 import torch
 from torch import Tensor
@@ -34,13 +36,8 @@ def finer_model_note(classifier: audioseq.Classifier, steps: int) -> str | None:
     if steps >= FEW_STEPS:
         return None
     rate = frames_per_second(classifier)
-    choices = []  # (−frames a second, not an LSTM, name): the least is the finest, an LSTM first among equals
-    for name in audioseq.bundled_models():
-        try:
-            model = load_model(name, 0.0)
-        except LOAD_ERRORS:  # the picker reports a model that cannot be loaded; here it is skipped
-            continue
-        choices.append((-frames_per_second(model), model.spec.network.cell != "lstm", name))
+    # (−frames a second, not an LSTM, name): the least is the finest, an LSTM first among equals
+    choices = [(-frames_per_second(model), model.spec.network.cell != "lstm", name) for name, model in _ready()]
     if not choices or -min(choices)[0] < 2 * rate:
         return None
     negative_rate, _, finest = min(choices)
@@ -185,14 +182,17 @@ def _your_clip(classifier: audioseq.Classifier) -> Inspection | None:
 
 
 def ready_lstm() -> str | None:
-    """The first ready-trained model whose cell is the LSTM, if one can be loaded."""
+    """The first ready-trained model whose cell is the LSTM."""
+    return next((name for name, model in _ready() if model.spec.network.cell == "lstm"), None)
+
+
+def _ready() -> Iterator[tuple[str, audioseq.Classifier]]:
+    """Every ready-trained model that loads, by name (the picker reports one that does not)."""
     for name in audioseq.bundled_models():
         try:
-            if load_model(name, 0.0).spec.network.cell == "lstm":
-                return name
-        except LOAD_ERRORS:  # the picker reports a model that cannot be loaded; here it is skipped
+            yield name, load_model(name, 0.0)
+        except LOAD_ERRORS:
             continue
-    return None
 
 
 def inside_page() -> None:
