@@ -39,7 +39,8 @@ class ExportError(AudioseqError):
 
 @dataclasses.dataclass(frozen=True)
 class OnnxRecurrence:
-    """One direction of a recurrent layer in ONNX's terms.
+    """One direction of a recurrent layer in ONNX's terms (``onnx_recurrence`` returns None when a
+    cell has no ONNX form with its parameters).
 
     Weights are in ONNX's gate order (GRU: update, reset, hidden; LSTM: input, output,
     forget, cell), G gates of H units: ``weight_ih`` (G·H, I), ``weight_hh`` (G·H, H),
@@ -65,6 +66,12 @@ def exportable(model: "SequenceClassifier") -> str | None:
         for cell in layer:
             if not hasattr(cell, "onnx_recurrence"):
                 return f"cell {model.config.cell!r} has no ONNX form (no onnx_recurrence method)"
+            try:
+                form = cell.onnx_recurrence()
+            except Exception as exc:  # a plugin's bug must not surface as a bare traceback
+                return f"cell {model.config.cell!r}: onnx_recurrence raised {type(exc).__name__}: {exc}"
+            if form is None:
+                return f"cell {model.config.cell!r} has no ONNX form with its parameters {model.config.cell_params}"
     return None
 
 

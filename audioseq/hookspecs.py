@@ -33,8 +33,8 @@ def register_cells(register: Register) -> None:
     a whole-sequence fast path
     ``forward_sequence(x: (B, T, I), lengths: (B,), state, need_state=True) -> (outputs: (B, T, H), final_state)``
     equal to unrolling (with ``need_state=False`` the final state may be None: the encoder
-    reads only the outputs), and ``onnx_recurrence() -> audioseq.export.OnnxRecurrence`` to
-    run on ONNX Runtime. Its state_dict must hold only floating-point tensors.
+    reads only the outputs), and ``onnx_recurrence() -> audioseq.export.OnnxRecurrence | None`` to
+    run on ONNX Runtime (None: no ONNX form with this cell's parameters; torch runs it). Its state_dict must hold only floating-point tensors.
     Check a cell with ``audioseq.testing.check_cell``.
     """
 

@@ -448,6 +448,25 @@ class NarrowGateCell(TanhCell):
         return h, new_state, {"drive": h[:, :1]}
 
 
+class NaNStateCell(TanhCell):
+    """Its output stays finite while its state turns NaN: every later step would read it."""
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h, _ = super().forward(x_t, state)
+        return h, h * float("nan")
+
+
+class OnnxDecliningGRUCell(GRUCell):
+    """Has an ONNX form only with its default setting: ``onnx_recurrence`` says so with None."""
+
+    def __init__(self, input_size: int, hidden_size: int, clip: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size)
+        self.clip = clip
+
+    def onnx_recurrence(self) -> OnnxRecurrence | None:
+        return None if self.clip else super().onnx_recurrence()
+
+
 class StrayMeaningCell(GRUCell):
     """Explains a gate it does not have."""
 
@@ -477,6 +496,7 @@ def test_check_cell_passes_a_cell_that_keeps_the_contract() -> None:
         (UnmaskedFastPathCell, "forward_sequence output past the length"),
         (StatefulOnlyFastPathCell, "forward_sequence signature"),
         (InPlaceCell, "state modified in place"),
+        (NaNStateCell, "new state"),
         (UnusedWeightCell, "gradients"),
         (PlainAttributeCell, "model file round trip"),
         (NarrowGateCell, "gate activations"),
@@ -491,6 +511,10 @@ def test_check_cell_names_the_broken_property(factory: Callable[..., nn.Module],
         check_cell(factory)
     assert caught.value.check == check
     assert " — " in str(caught.value) and caught.value.fix
+
+
+def test_check_cell_skips_the_onnx_comparison_where_the_cell_declines_it() -> None:
+    check_cell(OnnxDecliningGRUCell, input_size=2, hidden_size=3, clip=0.5)
 
 
 class OffByOneFeature(LogMel):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import csv
 import pickle
+import re
 import json
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,15 @@ import pytest
 import torch
 
 import audioseq
+from audioseq import hookimpl
 from audioseq.classifier import Classifier
+from audioseq.default_plugins.cells import GRUCell
 from audioseq.errors import ParameterError
 from audioseq.export import RUN_GROUP, ExportError, OnnxNetwork, exportable, onnxruntime_available, to_onnx
 from audioseq.model import NetworkConfig, SequenceClassifier
 from audioseq.plugins import get_component
-from conftest import run_cli, sweep, tiny_classifier
+from audioseq.spec import ModelSpec
+from conftest import registered, run_cli, sweep, tiny_classifier
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -119,6 +124,51 @@ def test_a_cell_without_an_onnx_form_runs_on_torch(cell: str) -> None:
     strict = tiny_classifier(cell, backend="onnxruntime")
     with pytest.raises(ExportError, match="no ONNX form"):
         strict.predict([(sweep(0.3, 8000), 8000)])
+
+
+class ClippedGRUCell(GRUCell):
+    """A GRU with a made-up clipping setting that ONNX's GRU has no form for."""
+
+    def __init__(self, input_size: int, hidden_size: int, clip: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size)
+        self.clip = clip
+
+    def onnx_recurrence(self) -> Any:
+        return None if self.clip else super().onnx_recurrence()
+
+
+class RaisingGRUCell(GRUCell):
+    def onnx_recurrence(self) -> Any:
+        raise NotImplementedError("no form for this cell yet")
+
+
+class OnnxShy:
+    @hookimpl
+    def register_cells(self, register: Any) -> None:
+        register("clipped-gru", ClippedGRUCell)
+        register("raising-gru", RaisingGRUCell)
+
+
+@pytest.mark.parametrize(("cell", "params", "reason"), [
+    ("clipped-gru", {"clip": 0.5}, "cell 'clipped-gru' has no ONNX form with its parameters {'clip': 0.5}"),
+    ("raising-gru", {}, "cell 'raising-gru': onnx_recurrence raised NotImplementedError: no form for this cell yet"),
+    ("clipped-gru", {}, None),
+])
+def test_a_cell_may_decline_an_onnx_form_for_its_parameters(cell: str, params: dict[str, Any], reason: str | None) -> None:
+    with registered(OnnxShy(), "onnx-shy"):
+        model = random_network(cell, params, "mean", False, 1)
+        assert exportable(model) == reason
+        network = NetworkConfig(input_size=16, num_classes=2, cell=cell, cell_params=params, hidden_size=4, num_layers=1)
+        spec = ModelSpec(labels=["a", "b"], sample_rate=8000, network=network, feature="logmel",
+                         feature_params={"n_mels": 16})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # auto picks torch without trying onnxruntime and warning
+            clf = Classifier(spec)
+            assert clf.runtime == ("onnxruntime" if reason is None else "torch")
+            assert clf.predict([(sweep(0.4, 8000), 8000)])[0].error is None
+        if reason is not None:
+            with pytest.raises(ExportError, match=re.escape(reason)):
+                to_onnx(model)
 
 
 @pytest.mark.parametrize("cell", EXPORTABLE)

@@ -142,7 +142,7 @@ class _CellChecks:
             self.streaming(cell)
             self.encoder_streaming()
             self.model_file(cell)
-            if hasattr(cell, "onnx_recurrence"):
+            if hasattr(cell, "onnx_recurrence") and cell.onnx_recurrence() is not None:  # None: not with these params
                 self.onnx_export()
         if hasattr(cell, "forward_sequence"):
             self.fast_path(cell)
@@ -176,6 +176,10 @@ class _CellChecks:
                 new_leaves = state_leaves(new_state)
             except TypeError as exc:
                 self.fail("state structure", str(exc), "return the new state in the structure of initial_state")
+            if not all(bool(torch.isfinite(leaf).all()) for leaf in new_leaves):
+                self.fail("new state", f"forward returned a non-finite state for standard-normal input ({dtype})",
+                          "keep the state update numerically stable: a NaN or inf in the state reaches every "
+                          "later output")
             before = [(tuple(t.shape), t.dtype) for t in leaves]
             after = [(tuple(t.shape), t.dtype) for t in new_leaves]
             if before != after:
@@ -194,6 +198,9 @@ class _CellChecks:
         if state_diff(state, kept) > 0:
             self.fail("state modified in place", "forward changed the state it was given",
                       "build a new state; the engine keeps the old one for sequences that have ended")
+        if not all(bool(torch.isfinite(t).all()) for t in [h1, *state_leaves(s1)]):
+            self.fail("new state", "forward returned a non-finite h_t or state from a random finite state",
+                      "keep the step numerically stable for any finite state, not only the initial one")
         diff = max(max_diff(h1, h2), state_diff(s1, s2))
         if diff > 0:
             self.fail("determinism", f"the same input and state gave results {diff:.3g} apart in eval mode",
