@@ -381,11 +381,19 @@ class Classifier:
 
     def _prediction(self, item: Item, probs: list[float]) -> Prediction:
         if not all(map(math.isfinite, probs)):
-            err = NonFiniteAudioError(item.source, "the network's output is not finite for this clip")
+            err = self.non_finite_output(item.source)
             return Prediction(item.source, error=err.reason, error_type=type(err).__name__)
         labels = self.spec.labels
         best = max(range(len(probs)), key=probs.__getitem__)  # the first of equals, as argmax
         return Prediction(item.source, label=labels[best], confidence=probs[best], probabilities=dict(zip(labels, probs)))
+
+    def non_finite_output(self, source: str) -> NonFiniteAudioError:
+        """The error for a clip whose samples are finite but whose answer is not: the model's own
+        feature or cell computed the NaN or infinity, so the message names them, not the audio."""
+        spec = self.spec
+        return NonFiniteAudioError(source, f"the network's output is not finite for this clip, although its samples "
+                                           f"are: feature {spec.feature!r} or cell {spec.network.cell!r} computed a "
+                                           "NaN or infinity from it")
 
     def inspect(self, audio: Any) -> "Inspection":
         """Look inside the network for one clip: frames, per-frame probabilities, gates.
@@ -403,6 +411,22 @@ class Classifier:
 
     def num_parameters(self) -> int:
         return self.model.num_parameters()
+
+
+def _version_note(spec: ModelSpec) -> str:
+    """Where the components the model was made with now come from another version: said beside a
+    model that no longer builds, since a changed plugin is the likely cause."""
+    notes = []
+    for kind, made in sorted(spec.providers.items()):
+        name = spec.network.cell if kind == "cell" else spec.feature
+        try:
+            now = provider(kind, name)  # type: ignore[arg-type]
+        except UnknownComponentError:
+            continue
+        if made.get("version") and now.get("version") and made["version"] != now["version"]:
+            notes.append(f"{kind} {name!r} was made with {made.get('distribution', made.get('plugin'))} "
+                         f"{made['version']}, and {now.get('distribution', now['plugin'])} {now['version']} is installed")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def load(
@@ -434,9 +458,9 @@ def load(
         model = SequenceClassifier(spec.network)
         classifier = Classifier(spec, model, path=name, backend=backend)
     except UnknownComponentError as exc:  # say what the model was made with, so the message can name it
-        raise UnknownComponentError(exc.kind, exc.name, exc.known, spec.providers.get(exc.kind)) from None
+        raise UnknownComponentError(exc.kind, exc.name, exc.known, spec.providers.get(exc.kind), exc.broken) from None
     except (ParameterError, TypeError, ValueError) as exc:
-        raise ModelFileError(name, f"cannot build the network it describes: {exc}") from exc
+        raise ModelFileError(name, f"cannot build the network it describes: {exc}{_version_note(spec)}") from exc
     expected = model.state_dict()
     for key, tensor in tensors.items():
         if key in expected and not tensor.is_floating_point():

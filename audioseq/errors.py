@@ -78,15 +78,22 @@ class ParameterError(AudioseqError, ValueError):
 class UnknownComponentError(AudioseqError, KeyError):
     """A cell, feature or dataset name that no installed plugin registers."""
 
-    def __init__(self, kind: str, name: str, known: Iterable[str], provider: Mapping[str, str] | None = None) -> None:
+    def __init__(self, kind: str, name: str, known: Iterable[str], provider: Mapping[str, str] | None = None,
+                 broken: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.name = name
         self.known = sorted(known)
         self.provider = dict(provider) if provider else None  # who gave it when a model was made, if known
+        self.broken = dict(broken) if broken else {}  # installed plugins that failed to load -> their error
         hint = ", ".join(self.known) or "none"
         plugin = (self.provider or {}).get("plugin")
-        if plugin is None:
+        broken = self.broken
+        if plugin is not None and plugin in broken:
+            where = f"The model was made with it from plugin {plugin!r}, which is installed but failed to load: {broken[plugin]}"
+        elif plugin is None:
             where = "If it comes from a plugin, install that plugin (see `audioseq plugins`)"
+            if broken:
+                where += f"; these installed plugins failed to load: {', '.join(sorted(broken))}"
         else:
             dist = self.provider.get("distribution")
             made = f"{dist} {self.provider.get('version', '')}".strip() if dist else None
@@ -99,7 +106,7 @@ class UnknownComponentError(AudioseqError, KeyError):
         super().__init__(f"unknown {kind} {name!r}; known {kind}s: {hint}. {where}.")
 
     def __reduce__(self) -> tuple:
-        return (type(self), (self.kind, self.name, self.known, self.provider))
+        return (type(self), (self.kind, self.name, self.known, self.provider, self.broken))
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

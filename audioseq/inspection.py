@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from .audio import source_name
-from .errors import AudioError, NonFiniteAudioError, UnreadableAudioError
+from .errors import AudioError, UnreadableAudioError
 from .model import SequenceClassifier
 from .pipeline import Item
-from .recurrent import RecurrentEncoder, run_cell
+from .recurrent import RecurrentEncoder, run_cell, step_gates
 
 if TYPE_CHECKING:
     from .classifier import Classifier
@@ -64,7 +64,7 @@ class LayerTrace:
     """One encoder layer stepped frame by frame over one clip (D directions, T frames, H units)."""
 
     hidden: Tensor  # (D, T, H) hidden state after each frame; the backward direction re-aligned
-    gates: dict[str, Tensor]  # name -> (D, T, H), everything ``forward_gates`` returns
+    gates: dict[str, Tensor]  # name -> (D, T, H): the cell's ``gate_names``, and ``cell`` if it gives one
     outputs: Tensor  # (T, D·H) the same layer through the encoder's fast path: next layer's input
 
 
@@ -74,11 +74,7 @@ def _step_cell(cell: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     hidden: list[Tensor] = []
     gates: dict[str, list[Tensor]] = {}
     for x_t in x.unsqueeze(1):  # (1, I) per frame
-        if hasattr(cell, "forward_gates"):
-            h, state, g = cell.forward_gates(x_t, state)
-        else:
-            h, state = cell(x_t, state)
-            g = {}
+        h, state, g = step_gates(cell, x_t, state)
         hidden.append(h[0])
         for name, value in g.items():
             gates.setdefault(name, []).append(value[0])
@@ -208,7 +204,7 @@ def inspect_clip(classifier: Classifier, audio: Any) -> Inspection:
     lengths = torch.tensor([frames.shape[0]], device=device)
     probabilities = classifier.probabilities(frames.unsqueeze(0), lengths)[0]
     if not torch.isfinite(probabilities).all():
-        raise NonFiniteAudioError(name, "the network's output is not finite for this clip")
+        raise classifier.non_finite_output(name)
     normalised = model.normalise(frames.unsqueeze(0), lengths)[0]  # (T, F)
     frame_probabilities = torch.softmax(_prefix_logits(model, normalised).float(), dim=-1)
     traces = trace_encoder(model.encoder, normalised)

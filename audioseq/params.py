@@ -213,6 +213,9 @@ def _convert(tp: Any, value: Any, name: str) -> Any:
         items = value.split(",") if isinstance(value, str) else list(value)
         items = [i.strip() if isinstance(i, str) else i for i in items if i != ""]
         converted = [_convert(args[0], i, name) for i in items]
+        fixed = typing.get_args(tp)
+        if origin is tuple and fixed and Ellipsis not in fixed and len(converted) != len(fixed):
+            raise ParameterError(f"{name}: expected {len(fixed)} comma-separated values, got {len(converted)}")
         return tuple(converted) if origin is tuple else converted
     if tp is bool:
         if isinstance(value, bool):
@@ -264,6 +267,14 @@ def validate(
             raise ParameterError(f"{owner}: unknown parameter {key!r}; known: {known}")
         out[key] = _convert(by_name[key].type, value, f"{owner}.{key}")
     return out
+
+
+def complete(params: Sequence[Param], values: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """Every declared parameter with its value: the given ones converted, the others at their
+    defaults, as JSON values. What model files store, so that a component whose defaults change
+    in a later release still rebuilds as it was trained. Raises ``ParameterError`` as ``validate``."""
+    given = validate(params, values, owner)
+    return {p.name: _jsonable(given.get(p.name, p.default)) for p in params}
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, str]:

@@ -23,7 +23,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import ParameterError, PluginError, UnknownComponentError
-from .params import Param, declared_params, validate
+from .params import Param, complete, declared_params, validate
 
 Kind = Literal["cell", "feature", "dataset", "model"]
 KINDS: tuple[Kind, ...] = ("cell", "feature", "dataset", "model")
@@ -125,7 +125,7 @@ _dists: dict[str, tuple[str, str]] = {}  # entry-point name -> (distribution, ve
 
 
 def _strict() -> bool:
-    return os.environ.get("AUDIOSEQ_STRICT_PLUGINS", "").strip() not in ("", "0", "false")
+    return os.environ.get("AUDIOSEQ_STRICT_PLUGINS", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def _fail(name: str, exc: BaseException, what: str) -> None:
@@ -157,8 +157,23 @@ def load_plugins() -> None:
     _state["loaded"] = True
     wanted = os.environ.get("AUDIOSEQ_LOAD_PLUGINS")
     allow = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
-    for ep in importlib.metadata.entry_points(group="audioseq"):
-        if allow is not None and ep.name not in allow:
+    eps = [ep for ep in importlib.metadata.entry_points(group="audioseq") if allow is None or ep.name in allow]
+    # Two packages declaring one entry-point name: pluggy keeps one plugin per name, so the
+    # other would vanish without a word. Neither is loaded, and both are named.
+    targets: dict[str, list[str]] = {}
+    for ep in eps:
+        dist = getattr(ep, "dist", None)
+        where = f"{ep.value} ({dist.metadata['Name'] if dist is not None else 'unknown distribution'})"
+        if where not in targets.setdefault(ep.name, []):
+            targets[ep.name].append(where)
+    for name, where in targets.items():
+        if len(where) > 1 and pm.get_plugin(name) is None:
+            if _strict():
+                _state["loaded"] = False  # fail again on the next lookup, as for a plugin that fails to import
+            _fail(name, PluginError(f"entry point {name!r} is declared by {' and by '.join(where)}; rename one "
+                                    "of them"), "failed to load")
+    for ep in eps:
+        if len(targets[ep.name]) > 1:
             continue
         if pm.get_plugin(ep.name) is not None:
             continue
@@ -176,6 +191,9 @@ def load_plugins() -> None:
             if _strict():
                 _state["loaded"] = False  # fail again on the next lookup instead of loading without it
             _fail(ep.name, exc, "failed to load")
+    if allow is not None and (unknown := allow - {ep.name for ep in importlib.metadata.entry_points(group="audioseq")}):
+        warnings.warn(f"audioseq: AUDIOSEQ_LOAD_PLUGINS names {', '.join(sorted(unknown))}, which no installed "
+                      "plugin declares as its entry point (see `audioseq plugins`)", UserWarning, stacklevel=2)
     for module_name in DEFAULT_PLUGINS:
         if pm.get_plugin(module_name) is None:
             pm.register(importlib.import_module(module_name), name=module_name)
@@ -220,6 +238,8 @@ def _build() -> dict[Kind, dict[str, Component]]:
 
             def register(name: str, factory: Any, _p: str = plugin_name, _k: Kind = kind,
                          _added: list[Component] = added) -> None:
+                if any(c.name == name for c in _added):
+                    raise PluginError(f"it registers {_k} {name!r} twice")
                 _added.append(_component(_k, name, factory, _p))
 
             try:
@@ -260,7 +280,7 @@ def refresh() -> None:
 def get_component(kind: Kind, name: str) -> Component:
     table = registry()[kind]
     if name not in table:
-        raise UnknownComponentError(kind, name, table)
+        raise UnknownComponentError(kind, name, table, broken={b.name: b.error for b in broken})
     return table[name]
 
 
@@ -269,6 +289,12 @@ def build(kind: Kind, name: str, *args: Any, params: dict[str, Any] | None = Non
     component = get_component(kind, name)
     kwargs = validate(component.params, params or {}, f"{kind} {name!r}")
     return component.factory(*args, **kwargs)
+
+
+def resolved_params(kind: Kind, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every parameter of a registered component, defaults included, as a model file stores them."""
+    component = get_component(kind, name)
+    return complete(component.params, params or {}, f"{kind} {name!r}")
 
 
 def origin(component: object) -> str:

@@ -98,6 +98,17 @@ def run_cell(cell: nn.Module, x: Tensor, lengths: Tensor, fast: bool = True) -> 
     return unroll(cell, x, lengths, state)[0]
 
 
+def step_gates(cell: nn.Module, x_t: Tensor, state: State) -> tuple[Tensor, State, dict[str, Tensor]]:
+    """One step that also gives the gates the cell exposes: x_t (B, I) → h_t (B, H), new state,
+    and name → (B, H) for each of its ``gate_names`` (plus ``cell``, an LSTM-like cell state)."""
+    if not hasattr(cell, "forward_gates"):
+        h, new_state = cell(x_t, state)
+        return h, new_state, {}
+    h, new_state, gates = cell.forward_gates(x_t, state)
+    shown = (*getattr(cell, "gate_names", ()), "cell")
+    return h, new_state, {name: value for name, value in gates.items() if name in shown}
+
+
 class RecurrentEncoder(nn.Module):
     """Stacked, optionally bidirectional recurrence over any registered cell.
 
@@ -166,12 +177,7 @@ class RecurrentEncoder(nn.Module):
             raise ValueError("a bidirectional encoder sees the whole clip; it cannot be streamed")
         new_states, gates = [], []
         for i, layer in enumerate(self.layers):
-            cell = layer[0]
-            if hasattr(cell, "forward_gates"):
-                x_t, state, g = cell.forward_gates(x_t, states[i])
-            else:
-                x_t, state = cell(x_t, states[i])
-                g = {}
+            x_t, state, g = step_gates(layer[0], x_t, states[i])
             new_states.append(state)
             gates.append(g)
         return x_t, new_states, gates

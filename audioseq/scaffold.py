@@ -64,6 +64,10 @@ def scaffold_plugin(name: str, kind: str, dest: Path) -> Path:
     target = dest / f"audioseq-{name}"
     if target.exists():
         raise ScaffoldError(f"{target} already exists; choose another name or --dir, or remove it")
+    taken = _installed_as(name)
+    if taken:
+        raise ScaffoldError(f"{taken} is already installed; installing audioseq-{name} would replace or hide it, "
+                            "so choose another name")
     from .plugins import get_component, list_components
 
     if name in list_components(kind):  # type: ignore[arg-type]
@@ -87,6 +91,27 @@ def scaffold_plugin(name: str, kind: str, dest: Path) -> Path:
             raise ScaffoldError(f"cannot create {target}: {exc}") from exc
         raise
     return target
+
+
+def _installed_as(name: str) -> str | None:
+    """What installed package the plugin ``name`` would collide with: its distribution, its module or
+    its entry point in the ``audioseq`` group (pluggy keeps one plugin per entry-point name)."""
+    import importlib.metadata
+    import importlib.util
+
+    dist = f"audioseq-{name}"
+    try:
+        importlib.metadata.distribution(dist)
+        return f"the distribution {dist!r}"
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for ep in importlib.metadata.entry_points(group="audioseq"):
+        if ep.name == name:
+            owner = ep.dist.metadata["Name"] if getattr(ep, "dist", None) is not None else ep.value
+            return f"the audioseq entry point {name!r} (of {owner})"
+    if importlib.util.find_spec(package_name(name)) is not None:
+        return f"the module {package_name(name)!r}"
+    return None
 
 
 def render(name: str, kind: str) -> dict[str, str]:

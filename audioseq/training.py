@@ -26,12 +26,12 @@ from .audio import AudioLimits, audio_info
 from .augment import Augment
 from .classifier import Classifier, load
 from .dataset import Dataset, Example, stratified_split
-from .errors import AudioError, EvaluationError, ParameterError
+from .errors import AudioError, EvaluationError, ParameterError, PluginError
 from .metrics import summarize
 from .model import NetworkConfig, Pooling, SequenceClassifier, length_mask
 from .modelfile import read_tensors, write_tensors
 from .pipeline import Frontend, iter_items
-from .plugins import build
+from .plugins import build, origin, resolved_params
 from .preprocess import Preprocess
 from .spec import ModelSpec
 
@@ -251,7 +251,7 @@ class Trainer:
             input_size=feature.dim,
             num_classes=len(labels),
             cell=config.cell,
-            cell_params=dict(config.cell_params),
+            cell_params=resolved_params("cell", config.cell, config.cell_params),
             hidden_size=config.hidden_size,
             num_layers=config.num_layers,
             bidirectional=config.bidirectional,
@@ -355,6 +355,8 @@ class Trainer:
                 x, lengths = x.to(self.device), lengths.to(self.device)
             logits = self.model.classify(x, lengths)
             loss = F.cross_entropy(logits, self.train_targets[idx].to(self.device), label_smoothing=cfg.label_smoothing)
+            if not bool(torch.isfinite(loss)):
+                self._non_finite(frames, x, lengths, epoch, s)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_at(epoch * steps + s, steps)
             self.optimizer.zero_grad(set_to_none=True)
@@ -363,6 +365,20 @@ class Trainer:
             self.optimizer.step()
             losses.append(float(loss.detach()))
         return sum(losses) / max(1, len(losses))
+
+    @torch.no_grad()
+    def _non_finite(self, frames: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, epoch: int, step: int) -> None:
+        """Stop a training whose loss is NaN or infinite, naming the component that made it so."""
+        where = f"the training loss is not finite at epoch {epoch + 1}, batch {step + 1}"
+        valid = length_mask(lengths.to(frames.device), frames.shape[1])
+        if not bool(torch.isfinite(frames[valid[:, : frames.shape[1]]]).all()):
+            raise PluginError(f"{where}: {origin(self.frontend.feature)} gave non-finite frames "
+                              "(audioseq.testing.check_feature checks every rule of the contract)")
+        outputs = self.model.encoder(x, lengths)
+        if not bool(torch.isfinite(outputs).all()):
+            raise PluginError(f"{where}: {origin(self.model.encoder.layers[0][0])} gave non-finite outputs from "
+                              "finite frames (audioseq.testing.check_cell checks every rule of the contract)")
+        raise ValueError(f"{where}: the network diverged; lower --lr")
 
     @torch.no_grad()
     def evaluate_waves(self, waves: list[torch.Tensor], targets: torch.Tensor) -> dict[str, Any]:
@@ -590,7 +606,7 @@ def train(
         sample_rate=trainer.sample_rate,
         network=trainer.network,
         feature=config.feature,
-        feature_params=dict(config.feature_params),
+        feature_params=resolved_params("feature", config.feature, config.feature_params),
         preprocess=config.preprocess,
         max_seconds=config.max_seconds,
         metrics=metrics,

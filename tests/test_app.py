@@ -180,6 +180,35 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
     return offered
 
 
+# --- plugins ---------------------------------------------------------------------------------
+
+
+class SecondGru:
+    @audioseq.hookimpl
+    def register_cells(self, register: Any) -> None:
+        from audioseq.default_plugins.cells import GRUCell
+
+        register("gru", GRUCell)
+
+
+def test_the_app_names_a_skipped_plugin_and_says_why_clashing_ones_stop_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from audioseq import plugins
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.setattr(plugins, "broken", [plugins.BrokenPlugin("libfoo-cells", "ImportError: needs libfoo")])
+    at = start_app(monkeypatch, tmp_path / "models")
+    assert [w.value for w in at.sidebar.warning if "libfoo-cells" in w.value] == [
+        "Plugin `libfoo-cells` was skipped, so its components are not offered: ImportError: needs libfoo"]
+    with registered(SecondGru(), "second-gru"):
+        clash = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT).run()
+    assert not clash.exception
+    [message] = errors(clash)
+    assert message.startswith("The installed plugins cannot be loaded together: cell 'gru' is registered twice")
+    assert "'second-gru'" in message
+
+
 # --- Classify --------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from audioseq import hookimpl, hookspecs, plugins
 from audioseq.cli import cli as audioseq_cli
 from audioseq.errors import ParameterError, PluginError, UnknownComponentError
 from audioseq.hookspecs import Register, RegisterModel
+from audioseq.params import validate
 from audioseq.scaffold import KINDS, ScaffoldError, package_name, render, scaffold_plugin
 from audioseq.training import TrainConfig
 from conftest import registered
@@ -188,6 +189,9 @@ def test_a_model_trains_with_the_throwaway_cell_and_feature(throwaway: str) -> N
     assert all(math.isfinite(row["train_loss"]) for row in result.history)
     cell = result.classifier.model.encoder.layers[0][0]
     assert isinstance(cell, TinyCell) and cell.squash == "sigmoid"
+    # The model stores every parameter, defaults included: a later release changing one keeps this model as trained.
+    assert result.classifier.spec.network.cell_params == {"scale": 0.5, "squash": "sigmoid"}
+    assert result.classifier.spec.feature_params == {"frame_ms": 10.0}
     prediction = result.classifier.predict([(np.sin(np.arange(4000) * 0.3).astype(np.float32), 8000)])[0]
     assert prediction.label in data.labels
 
@@ -369,6 +373,104 @@ def test_a_component_the_engine_cannot_offer_skips_its_plugin(
         assert result.exit_code == 0, result.output
         entry = next(p for p in json.loads(result.stdout) if p["name"] == "careless")
         assert re.search(message, entry["error"]) and entry["components"] == []
+
+
+class Twice:
+    @hookimpl
+    def register_cells(self, register: Register) -> None:
+        register("twice-cell", TinyCell)
+        register("twice-cell", WideCell)
+
+
+def test_a_plugin_registering_one_name_twice_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugins, "broken", [])
+    with registered(Twice(), "twice"):
+        with pytest.warns(UserWarning, match="'twice', hook register_cells failed: PluginError: it registers cell "
+                                             "'twice-cell' twice"):
+            cells = audioseq.list_cells()
+        assert "twice-cell" not in cells and "gru" in cells
+
+
+class NaNCell(TinyCell):
+    """Finite for a few frames, then NaN: a numerically unstable recurrence."""
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        h, new_state = super().forward(x_t, state)
+        return h / (h - h), new_state / (new_state - new_state)
+
+
+class NaNFrames(FrameStats):
+    def forward(self, waveform: Tensor) -> Tensor:
+        return super().forward(waveform) * float("nan")
+
+
+@pytest.mark.parametrize(("kind", "factory", "blamed"), [
+    ("cell", NaNCell, "cell 'careless-part' (plugin 'careless') gave non-finite outputs from finite frames"),
+    ("feature", NaNFrames, "feature 'careless-part' (plugin 'careless') gave non-finite frames"),
+])
+def test_a_non_finite_training_loss_names_the_component(kind: str, factory: Any, blamed: str, tmp_path: Path) -> None:
+    data = audioseq.load_dataset("synthetic", None, {"per_class": 2, "max_seconds": 0.5})
+    names = {"cell": "careless-part", "feature": "logmel"} if kind == "cell" else {"cell": "rnn", "feature": "careless-part"}
+    config = TrainConfig(feature=names["feature"], cell=names["cell"], hidden_size=4, num_layers=1, bidirectional=False,
+                         pooling="mean", augment=None, epochs=1, batch_size=4, device="cpu")
+    with registered(Careless(kind, "careless-part", factory), "careless"):
+        with pytest.raises(PluginError, match=re.escape(blamed)) as caught:
+            audioseq.train(data, config, out=tmp_path / "m.safetensors")
+    assert "the training loss is not finite at epoch 1, batch 1" in str(caught.value)
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+class EnergeticCell(TinyCell):
+    """Exposes one named gate, and an extra value that is not among its gate_names."""
+
+    gate_names = ("drive",)
+
+    def forward_gates(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        h, new_state = super().forward(x_t, state)
+        return h, new_state, {"drive": torch.sigmoid(self.ih(x_t)), "energy": h.pow(2).sum(-1, keepdim=True)}
+
+    def forward(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        return super().forward(x_t, state)
+
+
+def _classifier_with(cell: str) -> Any:
+    from audioseq.classifier import Classifier
+    from audioseq.model import NetworkConfig
+    from audioseq.spec import ModelSpec
+
+    torch.manual_seed(0)
+    network = NetworkConfig(input_size=16, num_classes=2, cell=cell, hidden_size=4, num_layers=1)
+    return Classifier(ModelSpec(["a", "b"], 8000, network, feature="logmel", feature_params={"n_mels": 16}),
+                      backend="torch")
+
+
+def test_only_the_named_gates_are_shown() -> None:
+    with registered(Careless("cell", "energetic", EnergeticCell), "careless"):
+        inspection = _classifier_with("energetic").inspect((np.sin(np.arange(4000) * 0.3).astype(np.float32), 8000))
+    assert set(inspection.gates) == {"drive"}
+    assert inspection.gates["drive"].shape[-1] == 4
+
+
+def test_a_non_finite_answer_from_finite_audio_names_the_model_s_components() -> None:
+    clip = (np.sin(np.arange(4000) * 0.3).astype(np.float32), 8000)
+    with registered(Careless("cell", "nan-cell", NaNCell), "careless"):
+        clf = _classifier_with("nan-cell")
+        [prediction] = clf.predict([clip])
+        with pytest.raises(audioseq.NonFiniteAudioError) as caught:
+            clf.inspect(clip)
+    assert prediction.label is None and prediction.error_type == "NonFiniteAudioError"
+    assert "although its samples are: feature 'logmel' or cell 'nan-cell' computed a NaN" in prediction.error
+    assert caught.value.reason == prediction.error
+
+
+def test_a_fixed_length_tuple_parameter_takes_exactly_its_count() -> None:
+    def feature(sample_rate: int, band: tuple[float, float] = (50.0, 4000.0)) -> None:
+        """A feature with a frequency band."""
+
+    [param] = plugins.declared_params(feature, 1)
+    assert validate([param], {"band": "60, 3800"}, "feature 'banded'") == {"band": (60.0, 3800.0)}
+    with pytest.raises(ParameterError, match=r"feature 'banded'.band: expected 2 comma-separated values, got 3"):
+        validate([param], {"band": "60, 3800, 7000"}, "feature 'banded'")
 
 
 class HalfWay:
@@ -692,6 +794,42 @@ def test_an_allow_list_loads_only_the_named_entry_points(dists: dict[str, Path])
     assert "add it to AUDIOSEQ_LOAD_PLUGINS (now 'fake'), which limits the plugins loaded" in proc.stderr
 
 
+def test_an_allow_list_naming_no_entry_point_warns(dists: dict[str, Path]) -> None:
+    report = probe([dists["fake"]], AUDIOSEQ_LOAD_PLUGINS="fake,fkae")
+    assert report["by_name"]["fake"]["error"] is None
+    assert any("AUDIOSEQ_LOAD_PLUGINS names fkae, which no installed plugin declares" in w for w in report["warnings"])
+
+
+@pytest.mark.parametrize(("value", "fatal"), [("1", True), ("yes", True), ("0", False), ("off", False), ("No", False)])
+def test_strict_mode_reads_the_usual_words_for_off(dists: dict[str, Path], value: str, fatal: bool) -> None:
+    proc = fresh([str(SCRIPT), "plugins"], [dists["fake"], dists["broken"]], AUDIOSEQ_STRICT_PLUGINS=value)
+    assert proc.returncode == (1 if fatal else 0), proc.stderr
+
+
+def test_two_distributions_declaring_one_entry_point_load_neither(dists: dict[str, Path], tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "other_plugin_mod.py").write_text(DUPLICATE.replace("fake-cell", "other-cell"))
+    info = other / "audioseq_other-0.9.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: audioseq-other\nVersion: 0.9\n")
+    (info / "entry_points.txt").write_text("[audioseq]\nfake = other_plugin_mod\n")
+    report = probe([dists["fake"], other])
+    assert report["by_name"]["fake"]["error"] == (
+        "PluginError: entry point 'fake' is declared by fake_plugin_mod (audioseq-fake) and by other_plugin_mod "
+        "(audioseq-other); rename one of them")
+    assert "fake-cell" not in report["listing"] and "other-cell" not in report["listing"]
+    strict = fresh([str(SCRIPT), "plugins"], [dists["fake"], other], AUDIOSEQ_STRICT_PLUGINS="1")
+    assert strict.returncode == 1 and "entry point 'fake' is declared by" in strict.stderr
+
+
+def test_new_plugin_refuses_a_name_an_installed_package_has(dists: dict[str, Path], tmp_path: Path) -> None:
+    proc = fresh([str(SCRIPT), "new-plugin", "fake", "--kind", "feature", "--dir", str(tmp_path)], [dists["fake"]])
+    assert proc.returncode == 1
+    assert "the distribution 'audioseq-fake' is already installed; installing audioseq-fake would replace" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 # Saves a model whose cell comes from the fake distribution (run with it on the path).
 SAVE_WITH_FAKE_CELL = '''
 import sys
@@ -722,6 +860,36 @@ def test_a_model_names_the_distribution_its_missing_plugin_came_from(dists: dict
     assert proc.returncode == 1
     assert ("of audioseq-fake 1.2.3: install audioseq-fake, or add 'fake' to AUDIOSEQ_LOAD_PLUGINS (now ''), which "
             "limits the plugins loaded.") in proc.stderr
+
+
+LOAD = "import sys, audioseq; audioseq.load(sys.argv[1])"
+
+
+def test_a_model_whose_plugin_is_installed_but_broken_says_so(dists: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "fake.safetensors"
+    assert fresh([sys.executable, "-c", SAVE_WITH_FAKE_CELL, str(model)], [dists["fake"]]).returncode == 0
+    (tmp_path / "later").mkdir()
+    broken = fake_distribution(tmp_path / "later", "fake", "fake_broken_mod", BROKEN, "1.2.4")
+    proc = fresh([sys.executable, "-c", LOAD, str(model)], [broken])
+    assert proc.returncode == 1
+    assert ("UnknownComponentError: unknown cell 'fake-cell'" in proc.stderr
+            and "from plugin 'fake', which is installed but failed to load: ImportError: this plugin needs libfoo"
+            in proc.stderr)
+
+
+def test_a_model_a_plugin_release_no_longer_builds_names_both_versions(dists: dict[str, Path], tmp_path: Path) -> None:
+    model = tmp_path / "fake.safetensors"
+    save = SAVE_WITH_FAKE_CELL.replace('cell="fake-cell",', 'cell="fake-cell", cell_params={"nonlinearity": "tanh"},')
+    assert fresh([sys.executable, "-c", save, str(model)], [dists["fake"]]).returncode == 0
+    (tmp_path / "later").mkdir()
+    renamed = FAKE.replace("nonlinearity: Literal", "activation: Literal").replace(
+        "nonlinearity: activation", "activation: activation").replace(
+        "RNNCell(input_size, hidden_size, nonlinearity)", "RNNCell(input_size, hidden_size, activation)")
+    released = fake_distribution(tmp_path / "later", "fake", "fake_plugin_mod", renamed, "2.0")
+    proc = fresh([sys.executable, "-c", LOAD, str(model)], [released])
+    assert proc.returncode == 1
+    assert "ModelFileError" in proc.stderr and "cell 'fake-cell': unknown parameter 'nonlinearity'" in proc.stderr
+    assert "(cell 'fake-cell' was made with audioseq-fake 1.2.3, and audioseq-fake 2.0 is installed)" in proc.stderr
 
 
 def test_a_model_made_with_a_plugin_outside_any_distribution_names_the_plugin(throwaway: str, tmp_path: Path) -> None:
