@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -26,14 +27,14 @@ from .audio import AudioLimits, audio_info
 from .augment import Augment
 from .classifier import Classifier, load
 from .dataset import Dataset, Example, stratified_split
-from .errors import AudioError, EvaluationError, ParameterError, PluginError
+from .errors import AudioError, EvaluationError, ModelFileError, ParameterError, PluginError
 from .metrics import summarize
 from .model import NetworkConfig, Pooling, SequenceClassifier, length_mask
 from .modelfile import read_tensors, write_tensors
 from .pipeline import Frontend, iter_items
 from .plugins import build, origin, resolved_params
 from .preprocess import Preprocess
-from .spec import ModelSpec
+from .spec import CONTROL_CHARACTERS, ModelSpec
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -204,6 +205,11 @@ def _fingerprint(
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     for ex in list(train) + ["|"] + list(valid):  # type: ignore[operator]
         h.update(_where(ex).encode())
+        if isinstance(ex, Example) and isinstance(ex.audio, tuple):  # in memory: its name says nothing of it
+            samples, rate = ex.audio
+            array = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
+            h.update(f"{array.dtype}{array.shape}{int(rate)}".encode())
+            h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -439,7 +445,9 @@ class Trainer:
             "kind": "checkpoint",
             "fingerprint": self.fingerprint,
             "epoch": self.epoch,
-            "history": self.history,
+            # NaN (no validation clip could be read) is not JSON: stored as null, read back as NaN.
+            "history": [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+                        for row in self.history],
             "best_epoch": self.best_epoch,
             "best_key": list(self.best_key) if self.best_key else None,
             "param_groups": opt["param_groups"],
@@ -450,6 +458,26 @@ class Trainer:
         write_tensors(path, tensors, document)
 
     def load_checkpoint(self, path: Path) -> None:
+        """Continue from a checkpoint; one that is damaged, tampered with or from another version
+        raises ``ModelFileError`` naming it, and leaves this trainer as it was."""
+        model_state = copy.deepcopy(self.model.state_dict())
+        optimizer_state = copy.deepcopy(self.optimizer.state_dict())
+        best_state = self.best_state
+        try:
+            self._load_checkpoint(path)
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
+            self.best_state = best_state
+            if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
+                raise  # not a checkpoint, or another run's: its own message says what to do
+            raise ModelFileError(str(path), f"cannot resume from this checkpoint (damaged, edited, or written by "
+                                            f"another audioseq version): {type(exc).__name__}: {exc}; remove it "
+                                            "or train without --resume") from exc
+
+    def _load_checkpoint(self, path: Path) -> None:
         tensors, doc = read_tensors(path)
         if doc.get("kind") != "checkpoint":
             raise ValueError(f"{path} is not a training checkpoint; remove it or train without --resume")
@@ -464,9 +492,30 @@ class Trainer:
             if k.startswith("optim."):
                 _, pid, name = k.split(".", 2)
                 state[int(pid)][name] = v.reshape(()) if name == "step" else v
-        self.optimizer.load_state_dict({"state": dict(state), "param_groups": doc["param_groups"]})
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for pid, values in state.items():
+            for name, value in values.items():
+                if name != "step" and (not 0 <= pid < len(params) or value.shape != params[pid].shape):
+                    raise ValueError(f"optimiser state optim.{pid}.{name} has shape {list(value.shape)}, "
+                                     "not that of its parameter")
+        # The hyperparameters are this run's (the fingerprint says they are the checkpoint's too; the
+        # learning rate is set before every step): only the per-parameter state comes from the file.
+        self.optimizer.load_state_dict({"state": dict(state), "param_groups": self.optimizer.state_dict()["param_groups"]})
+        counters = doc["epoch"], doc["best_epoch"]
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counters) or not (
+                0 <= doc["best_epoch"] <= doc["epoch"] <= self.config.epochs):
+            raise ValueError(f"epoch {doc['epoch']!r} and best_epoch {doc['best_epoch']!r} are not counts of "
+                             f"epochs run (0 ≤ best_epoch ≤ epoch ≤ {self.config.epochs})")
+        steps = [v for k, v in tensors.items() if k.startswith("optim.") and k.endswith(".step")]
+        if any(not bool((v >= 0).all()) or v.numel() != 1 for v in steps):
+            raise ValueError("an optimiser step counter is negative or not a single number")
+        if not isinstance(doc["history"], list) or len(doc["history"]) != doc["epoch"]:
+            raise ValueError("history must list one row per epoch run")
+        if doc.get("best_key") is not None and not (
+                isinstance(doc["best_key"], list) and all(isinstance(x, (int, float)) for x in doc["best_key"])):
+            raise ValueError("best_key must be a list of numbers")
         self.epoch = int(doc["epoch"])
-        self.history = list(doc["history"])
+        self.history = [{k: float("nan") if v is None else v for k, v in row.items()} for row in doc["history"]]
         self.best_epoch = int(doc["best_epoch"])
         self.best_key = tuple(doc["best_key"]) if doc.get("best_key") else None  # type: ignore[assignment]
 
@@ -549,6 +598,8 @@ def train(
     if not_text:
         raise ValueError(f"labels must be strings (they name the classes in the model file), got "
                          f"{not_text[0]!r} ({type(not_text[0]).__name__})")
+    if unprintable := [label for label in labels if CONTROL_CHARACTERS.search(label)]:  # the model file would refuse them
+        raise ValueError(f"labels must not hold control characters (line breaks, tabs, escapes): {unprintable[0]!r}")
     if len(labels) < 2:
         raise ValueError(f"training needs at least 2 labels, got {labels}")
     spelled = collections.defaultdict(list)

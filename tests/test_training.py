@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import signal
@@ -190,7 +191,6 @@ def test_a_test_split_that_cannot_be_scored_keeps_the_trained_model(tmp_path: Pa
 
 
 # --- interrupted and resumed ------------------------------------------------------------------------
-# --- interrupted and resumed ------------------------------------------------------------------------
 
 
 class _Stop(Exception):
@@ -259,6 +259,63 @@ def test_resume_refuses_a_checkpoint_from_other_settings(tmp_path: Path) -> None
     with pytest.raises(ValueError, match=r"other data \(\d+ training and \d+ validation clips then, \d+ and \d+ now\)"):
         audioseq.train(other_data, _tiny_config(), out=out, resume=True)
     assert checkpoint_path(out).exists()  # refused, not deleted
+    # The same number of clips with other samples: in-memory clips are known by their samples, not their names.
+    resampled = audioseq.load_dataset("synthetic", None, {**TINY_DATASET_OPTS, "seed": 1})
+    with pytest.raises(ValueError, match="other data"):
+        audioseq.train(resampled, _tiny_config(), out=out, resume=True)
+
+
+def _tamper(path: Path, change: str) -> None:
+    tensors, document = read_tensors(path, require_document=True)
+    if change == "epoch below zero":
+        document["epoch"] = -3
+    elif change == "more epochs than the run has":
+        document["epoch"] = 10**6
+    elif change == "history not a list":
+        document["history"] = {"epoch": 1}
+    elif change == "best_key of words":
+        document["best_key"] = ["best", "ever"]
+    elif change == "optimiser state of another shape":
+        name = next(k for k in tensors if k.startswith("optim.") and k.endswith(".exp_avg"))
+        tensors[name] = torch.zeros(3)
+    elif change == "a weight missing":
+        del tensors[next(k for k in tensors if k.startswith("model."))]
+    write_tensors(path, tensors, document)
+
+
+@pytest.mark.parametrize("change", ["epoch below zero", "more epochs than the run has", "history not a list",
+                                    "best_key of words", "optimiser state of another shape", "a weight missing"])
+def test_a_damaged_checkpoint_is_a_model_file_error_and_is_kept(change: str, tmp_path: Path) -> None:
+    data = audioseq.load_dataset("synthetic", None, TINY_DATASET_OPTS)
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(_Stop):
+        audioseq.train(data, _tiny_config(), out=out, callback=_stop_after(1))
+    _tamper(checkpoint_path(out), change)
+    with pytest.raises(ModelFileError, match="cannot resume from this checkpoint") as caught:
+        audioseq.train(data, _tiny_config(), out=out, resume=True)
+    assert caught.value.path == str(checkpoint_path(out))
+    assert checkpoint_path(out).exists() and not out.exists()
+
+
+def test_a_run_whose_validation_clips_are_all_unreadable_checkpoints_and_resumes(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio at all")
+    examples = (_clips(6, "a", "train") + _clips(6, "b", "train")
+                + [Example(str(junk), "a", "valid"), Example(str(junk), "b", "valid")])
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(_Stop), pytest.warns(UserWarning, match="validation clips: left out 2 clip"):
+        audioseq.train(examples, _tiny_config(augment=None), out=out, callback=_stop_after(1))
+    with pytest.warns(UserWarning, match="validation clips: left out 2 clip"):
+        resumed = audioseq.train(examples, _tiny_config(augment=None), out=out, resume=True)
+    assert resumed.metrics["resumed_after_epoch"] == 1 and len(resumed.history) == 3
+    assert all(math.isnan(row["valid_accuracy"]) for row in resumed.history)
+    assert audioseq.load(out).labels == ["a", "b"]
+
+
+def test_labels_with_control_characters_are_refused_before_training() -> None:
+    examples = _clips(3, "a", None) + [Example(ex.audio, "b\tc") for ex in _clips(3, "b", None)]
+    with pytest.raises(ValueError, match=r"labels must not hold control characters .*'b\\tc'"):
+        audioseq.train(examples, _tiny_config(epochs=1))
 
 
 def _checkpoint_epoch(path: Path) -> int | None:
