@@ -199,6 +199,22 @@ def _is_rate(value: Any) -> bool:
     return isinstance(value, numbers.Real)
 
 
+def _as_inputs(inputs: Any) -> Iterable[Any]:
+    """The inputs to classify: one clip (a path as str, bytes or PathLike, or a (waveform, rate)
+    pair) becomes a list of one; a bare array or tensor is one input too (its row says it lacks a
+    rate) rather than one input per sample; anything else must be iterable, checked now."""
+    numeric = isinstance(inputs, torch.Tensor) or (isinstance(inputs, np.ndarray) and inputs.dtype.kind in "biufc")
+    if numeric or isinstance(inputs, (str, bytes, os.PathLike)) or (
+        isinstance(inputs, tuple) and len(inputs) == 2 and _is_rate(inputs[1])
+    ):
+        return [inputs]
+    try:
+        iter(inputs)
+    except TypeError:
+        raise TypeError(f"inputs must be a clip or an iterable of clips, got {type(inputs).__name__}") from None
+    return inputs
+
+
 class Classifier:
     """A trained many-to-one recurrent classifier with its frontend.
 
@@ -320,6 +336,7 @@ class Classifier:
             raise ParameterError(f"batch_size must be an integer ≥ 1, got {batch_size!r}")
         if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
             raise ParameterError(f"num_workers must be an integer ≥ 0 or None, got {num_workers!r}")
+        inputs = _as_inputs(inputs)  # one clip is one input, never its characters, bytes or samples
         return self._predictions(inputs, batch_size, num_workers, names)
 
     def _predictions(
@@ -373,10 +390,6 @@ class Classifier:
         Returns one :class:`Prediction` per input, in order. A clip that cannot be read or
         classified gives a Prediction with ``error`` set; it never stops the others.
         """
-        if isinstance(inputs, (str, os.PathLike)) or (
-            isinstance(inputs, tuple) and len(inputs) == 2 and _is_rate(inputs[1])
-        ):
-            inputs = [inputs]
         return list(self.predict_iter(inputs, batch_size=batch_size, num_workers=num_workers))
 
     def _prediction(self, item: Item, probs: list[float]) -> Prediction:
@@ -455,19 +468,55 @@ def load(
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(name, f"invalid model description: {exc}") from exc
     try:
+        # The shapes the description implies are compared with the file's before any memory is
+        # allocated for them: a small file may describe a network of tens of gigabytes.
+        _check_weight_shapes(name, spec, tensors)
         model = SequenceClassifier(spec.network)
         classifier = Classifier(spec, model, path=name, backend=backend)
     except UnknownComponentError as exc:  # say what the model was made with, so the message can name it
         raise UnknownComponentError(exc.kind, exc.name, exc.known, spec.providers.get(exc.kind), exc.broken) from None
-    except (ParameterError, TypeError, ValueError) as exc:
+    except (ParameterError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
         raise ModelFileError(name, f"cannot build the network it describes: {exc}{_version_note(spec)}") from exc
     expected = model.state_dict()
     for key, tensor in tensors.items():
         if key in expected and not tensor.is_floating_point():
             raise ModelFileError(name, f"tensor {key!r} has dtype {tensor.dtype}, expected floating point")
+    weights = {k: v.float() for k, v in tensors.items()}
+    for key in sorted(weights):  # float64 values beyond float32's range become inf here
+        if weights[key].is_floating_point() and not bool(torch.isfinite(weights[key]).all()):
+            raise ModelFileError(name, f"tensor {key!r} holds values that are not finite as float32")
+    std = weights.get("norm.std")
+    if std is not None and not bool((std > 0).all()):
+        raise ModelFileError(name, "tensor 'norm.std' must be positive (the normalisation divides by it)")
     try:
-        model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+        model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         raise ModelFileError(name, f"weights do not match the model description: {exc}") from exc
     return classifier.to(device)
 
+
+def _check_weight_shapes(name: str, spec: ModelSpec, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a file whose tensors are not those of the network its description implies, building
+    that network on the meta device (no memory for its weights). A plugin cell that cannot be
+    built there is checked after the real build, as before."""
+    net = spec.network
+    if net.num_layers * (2 if net.bidirectional else 1) > len(tensors):
+        raise ModelFileError(name, f"the description has {net.num_layers} layers but the file only "
+                                   f"{len(tensors)} tensors")
+    try:
+        with torch.device("meta"):
+            skeleton = SequenceClassifier(net)
+    except (UnknownComponentError, ParameterError, TypeError, ValueError):
+        raise
+    except Exception:  # noqa: BLE001 - only this pre-check is skipped
+        return
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected == found:
+        return
+    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    parts = [f"missing {', '.join(missing[:5])}" if missing else "",
+             f"unexpected {', '.join(unexpected[:5])}" if unexpected else "",
+             "; ".join(f"{k} is {list(found[k])}, expected {list(expected[k])}" for k in wrong[:5])]
+    raise ModelFileError(name, "weights do not match the model description: " + "; ".join(p for p in parts if p))

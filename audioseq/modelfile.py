@@ -310,7 +310,10 @@ def _strict_json(text: str) -> Any:
     def no_constants(token: str) -> NoReturn:
         raise ValueError(f"{token} is not allowed")
 
-    return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
+    value = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
+    if "\\u" in text:  # an escaped lone surrogate ("\\ud800") parses, but no such string can be printed or written
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError, a ValueError
+    return value
 
 
 def _is_count(value: Any) -> bool:

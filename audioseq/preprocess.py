@@ -47,6 +47,29 @@ class Preprocess:
     target_db: float = -20.0
     silence_dbfs: float | None = -60.0
 
+    def __post_init__(self) -> None:
+        """Refuse settings of the wrong type or out of range here, not one clip at a time later
+        (a model file's settings come from a stranger)."""
+
+        def number(name: str, low: float, high: float, optional: bool = False) -> None:
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"preprocess.{name} must be a number from {low:g} to {high:g}"
+                                 f"{' or None' if optional else ''}, got {value!r}")
+
+        number("highpass_hz", 0.0, 192_000.0)
+        number("trim_db", 0.0, 200.0)
+        number("floor_db", 0.0, 200.0, optional=True)
+        number("margin_ms", 0.0, 10_000.0)
+        number("target_db", -120.0, 0.0)
+        number("silence_dbfs", -200.0, 0.0, optional=True)
+        if not isinstance(self.trim, bool):
+            raise ValueError(f"preprocess.trim must be true or false, got {self.trim!r}")
+        if self.normalize not in ("peak", "rms", "none"):
+            raise ValueError(f"preprocess.normalize must be peak, rms or none, got {self.normalize!r}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

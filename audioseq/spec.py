@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from .audio import AudioLimits
 from .model import NetworkConfig
 from .preprocess import Preprocess
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,199}")  # PEP 508 names, versions, module names
 
 FORMAT = "audioseq.model"
 FORMAT_VERSION = 1
@@ -78,6 +82,8 @@ class ModelSpec:
             raise ValueError("labels must be a non-empty list of strings")
         if len(set(labels)) != len(labels):
             raise ValueError("labels must be unique")
+        if any(CONTROL_CHARACTERS.search(label) for label in labels):
+            raise ValueError("labels must not hold control characters (line breaks, terminal escapes, ...)")
         sample_rate = doc["sample_rate"]
         if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384000:
             raise ValueError(f"sample_rate {sample_rate!r} is not a plausible rate")
@@ -94,13 +100,21 @@ class ModelSpec:
         network = NetworkConfig(**net)
         if network.num_classes != len(labels):
             raise ValueError(f"network has {network.num_classes} outputs but there are {len(labels)} labels")
+        if not isinstance(network.cell, str):
+            raise ValueError("network.cell must be a name")
         for name in ("input_size", "hidden_size", "num_layers", "num_classes"):
             value = getattr(network, name)
-            if not isinstance(value, int) or not 1 <= value <= 1 << 16:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
                 raise ValueError(f"network.{name} = {value!r} is out of range")
         feature = doc["feature"]
         if not isinstance(feature, dict) or not isinstance(feature.get("name"), str) or not isinstance(feature.get("params", {}), dict):
             raise ValueError("feature must be {name: str, params: {...}}")
+        if not isinstance(doc.get("preprocess", {}), dict):
+            raise ValueError("preprocess must be an object")
+        preprocess = Preprocess.from_dict(dict(doc.get("preprocess", {})))
+        if preprocess.highpass_hz >= sample_rate / 2:
+            raise ValueError(f"preprocess.highpass_hz {preprocess.highpass_hz:g} is not below half the "
+                             f"sample rate ({sample_rate / 2:g} Hz)")
         max_seconds = float(doc.get("max_seconds", 600.0))
         if not 0 < max_seconds < 1e7:
             raise ValueError(f"max_seconds {max_seconds!r} is out of range")
@@ -111,13 +125,17 @@ class ModelSpec:
         if not (isinstance(providers, dict) and all(
                 isinstance(who, dict) and all(isinstance(v, str) for v in who.values()) for who in providers.values())):
             raise ValueError("providers must map a component kind to {plugin, distribution, version} strings")
+        # Informative only, and shown in messages that say what to install: a name that is not a
+        # plain package/plugin name (spaces, URLs, markup, escapes) is dropped, not repeated.
+        providers = {kind: {k: v for k, v in who.items() if _PLAIN_NAME.fullmatch(v)}
+                     for kind, who in providers.items()}
         return cls(
             labels=labels,
             sample_rate=sample_rate,
             network=network,
             feature=feature["name"],
             feature_params=dict(feature.get("params", {})),
-            preprocess=Preprocess.from_dict(dict(doc.get("preprocess", {}))),
+            preprocess=preprocess,
             max_seconds=max_seconds,
             metrics=metrics,
             providers={str(kind): dict(who) for kind, who in providers.items()},

@@ -327,6 +327,20 @@ def test_unusable_uploaded_model_gets_an_error_naming_it(
     assert metric(app, "Prediction") == "0"
 
 
+def test_labels_from_a_model_file_are_shown_as_text_not_markdown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from conftest import tiny_classifier
+
+    models = tmp_path / "models"
+    models.mkdir()
+    odd = "![seen](http://example.invalid/tracker.png)"
+    tiny_classifier(labels=("seven", odd)).save(models / "odd.safetensors")
+    at = start_app(monkeypatch, models)
+    at.sidebar.selectbox(key="keep.model").set_value(at.sidebar.selectbox(key="keep.model").options[-1]).run()
+    caption = next(c.value for c in at.sidebar.caption if "labels:" in c.value)
+    assert caption.endswith(r"labels: seven, \!\[seen\]\(http\://example\.invalid/tracker\.png\)")
+    assert any(odd not in i.value and "seven" in i.value for i in at.info)
+
+
 def test_charts_name_every_class_and_keep_the_legend_beside_the_plot(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "ui"))
     import charts

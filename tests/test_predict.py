@@ -11,6 +11,8 @@ import dataclasses
 import itertools
 import json
 import math
+import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -246,6 +248,25 @@ def test_an_input_that_is_not_a_clip_is_an_error_row_saying_what_to_pass(
     with pytest.raises(audioseq.UnsupportedInputError) as caught:  # inspect takes one clip and raises
         clf.inspect(bad)
     assert isinstance(caught.value, TypeError) and isinstance(caught.value, audioseq.UnreadableAudioError)
+
+
+@pytest.mark.parametrize("kind", ["str", "bytes", "Path", "pair", "array", "tensor"])
+def test_one_clip_given_alone_is_one_row(kind: str, good_wavs: list[Path]) -> None:
+    wave = sweep(0.4, 8000)
+    clip = {"str": str(good_wavs[0]), "bytes": os.fsencode(good_wavs[0]), "Path": good_wavs[0],
+            "pair": (wave, 8000), "array": wave, "tensor": torch.from_numpy(wave)}[kind]
+    clf = tiny_classifier()
+    for rows in (clf.predict(clip), list(clf.predict_iter(clip))):
+        assert len(rows) == 1
+        if kind in ("array", "tensor"):  # a waveform without its rate: one row saying so, not one per sample
+            assert rows[0].error_type == "UnsupportedInputError"
+        else:
+            assert_valid_prediction(rows[0], clf.labels)
+
+
+def test_inputs_that_are_neither_a_clip_nor_iterable_are_refused_at_the_call() -> None:
+    with pytest.raises(TypeError, match="inputs must be a clip or an iterable of clips, got int"):
+        tiny_classifier().predict_iter(5)
 
 
 def test_whole_corpus_in_worker_processes_matches_in_process(
@@ -596,6 +617,19 @@ MISMATCHES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "feature not an object": _set("feature", value="logmel"),
     "absurd sample rate": _set("sample_rate", value=5),
     "unknown preprocessing": _set("preprocess", "denoise", value=True),
+    # A file of a few kilobytes describing a network or feature of many gigabytes: refused before allocating it.
+    "enormous hidden size": _set("network", "hidden_size", value=65536),
+    "tens of thousands of layers": _set("network", "num_layers", value=65536),
+    "an analysis window of days": _set("feature", "params", "win_ms", value=1e9),
+    "a size that is a boolean": _set("network", "num_layers", value=True),
+    # Preprocessing a stranger wrote: refused when the model loads, not blamed on every clip later.
+    "preprocessing setting of the wrong type": _set("preprocess", "highpass_hz", value="x"),
+    "unknown normalisation": _set("preprocess", "normalize", value="loud"),
+    "trim that is not a flag": _set("preprocess", "trim", value="yes"),
+    "target level above full scale": _set("preprocess", "target_db", value=1e6),
+    "high-pass above the Nyquist rate": _set("preprocess", "highpass_hz", value=4000.0),
+    "a label with a terminal escape": lambda d: d["labels"].__setitem__(0, "a\x1b[31m"),
+    "a label with a line break": lambda d: d["labels"].__setitem__(0, "two\nlines"),
 }
 
 
@@ -631,6 +665,42 @@ def test_non_finite_weights_are_refused(tiny_model_file: Path, tmp_path: Path) -
     with pytest.raises(ModelFileError, match="non-finite") as caught:
         audioseq.load(path)
     assert caught.value.path == str(path) and name in str(caught.value)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ("float64 beyond float32", "holds values that are not finite as float32"),
+    ("zero spread", "'norm.std' must be positive"),
+])
+def test_weights_that_would_break_every_prediction_are_refused(change: str, words: str, tiny_model_file: Path,
+                                                                tmp_path: Path) -> None:
+    tensors, document = read_tensors(tiny_model_file)
+    if change == "float64 beyond float32":
+        tensors["head.weight"] = tensors["head.weight"].double()
+        tensors["head.weight"][0, 0] = 1e300
+    else:
+        tensors["norm.std"] = torch.zeros_like(tensors["norm.std"])
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(document)}))
+    with pytest.raises(ModelFileError, match=re.escape(words)) as caught:
+        audioseq.load(path)
+    assert caught.value.path == str(path)
+
+
+def test_a_lone_surrogate_in_the_description_is_refused(tiny_model_file: Path, tmp_path: Path) -> None:
+    tensors, document = read_tensors(tiny_model_file)
+    raw = json.dumps(document).replace(json.dumps(document["labels"][0]), '"\\ud800"', 1)
+    path = tmp_path / "surrogate.safetensors"
+    path.write_bytes(safetensors.torch.save(tensors, metadata={METADATA_KEY: raw}))
+    with pytest.raises(ModelFileError) as caught:
+        audioseq.load(path)
+    assert caught.value.path == str(path)
+
+
+def test_a_provider_that_is_not_a_plain_name_is_dropped(tiny_model_file: Path, tmp_path: Path) -> None:
+    odd = "pip install --index-url https://example.invalid/simple audioseq-fix"
+    path = _edited(tiny_model_file, tmp_path / "providers.safetensors", _set(
+        "providers", value={"cell": {"plugin": "fixer", "distribution": odd, "version": "1.0"}}))
+    assert audioseq.load(path).spec.providers == {"cell": {"plugin": "fixer", "version": "1.0"}}
 
 
 json_values = st.recursive(

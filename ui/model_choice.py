@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -150,11 +151,20 @@ def pick_model() -> audioseq.Classifier | None:
         return classifier
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """Text from a model file shown as itself in Markdown: a label such as ``![x](http://…)`` or
+    ``$x$`` stays those characters, not an image, a link or a formula."""
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
 def describe(classifier: audioseq.Classifier) -> str:
     """One line for people: the cell, its size, the labels and the sample rate."""
     net = classifier.spec.network
     layers = f"{net.num_layers} layer{'s' if net.num_layers > 1 else ''} of {net.hidden_size}"
     direction = ", bidirectional" if net.bidirectional else ""
-    labels = ", ".join(classifier.labels)
+    labels = ", ".join(map(plain, classifier.labels))
     return (f"{net.cell.upper()} ({layers}{direction}) on {classifier.spec.feature} features "
             f"at {classifier.sample_rate} Hz · labels: {labels}")

@@ -17,6 +17,8 @@ from ..hookspecs import hookimpl
 
 _LOG_FLOOR = 1e-10
 _DELTA_WIDTH = 2  # frames each side in a time derivative (a 5-frame regression)
+MAX_N_FFT = 1 << 16  # 1.4 s at 48 kHz: far beyond any analysis window these features use
+MAX_FILTERBANK_VALUES = 1 << 24  # (n_fft // 2 + 1) x n_mels: 64 MB of float32
 
 
 def squared_stft(spec: torchaudio.transforms.Spectrogram, waveform: Tensor) -> Tensor:
@@ -52,6 +54,9 @@ class _Framed(nn.Module):
         self.win_length = max(2, round(sample_rate * win_ms / 1000))
         self.hop_length = max(1, round(sample_rate * hop_ms / 1000))
         self.n_fft = 1 << math.ceil(math.log2(self.win_length))
+        if self.n_fft > MAX_N_FFT:  # its window and filterbank are allocated when the feature is built
+            raise ValueError(f"win_ms {win_ms} at {sample_rate} Hz needs an FFT of {self.n_fft} points; "
+                             f"at most {MAX_N_FFT} are supported")
         self.deltas = deltas
         self.context = deltas * _DELTA_WIDTH  # frames given up at each end of a clip
 
@@ -120,6 +125,9 @@ class LogMel(_Framed):
         deltas: int = 0,
     ) -> None:
         super().__init__(sample_rate, win_ms, hop_ms, deltas)
+        if not 0 < n_mels or (self.n_fft // 2 + 1) * n_mels > MAX_FILTERBANK_VALUES:
+            raise ValueError(f"n_mels must be above 0 and the filterbank at most {MAX_FILTERBANK_VALUES} values, "
+                             f"got n_mels {n_mels} with an FFT of {self.n_fft} points")
         self.dim = n_mels * (1 + deltas)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,

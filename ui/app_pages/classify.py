@@ -9,7 +9,7 @@ import audioseq
 
 import clips
 import views
-from model_choice import pick_model
+from model_choice import pick_model, plain
 
 
 _KEPT = "classify.kept"  # the last clips given, as (name, bytes): shown again on coming back to the page
@@ -62,7 +62,7 @@ def classify_page() -> None:
                    "on another page: record or upload to replace them.")
     else:  # nothing given, or the files taken off the uploader
         st.session_state.pop(_KEPT, None)
-        st.info(f"This model knows: {', '.join(classifier.labels)}. Record or upload a clip to classify it.")
+        st.info(f"This model knows: {', '.join(map(plain, classifier.labels))}. Record or upload a clip to classify it.")
         return
     with clips.workspace() as folder:
         results = clips.classify(classifier, clips.check_clips(uploads, folder))

@@ -16,7 +16,7 @@ from audioseq.training import FINE_TUNE_LR
 import charts
 import clips
 import views
-from model_choice import TAUGHT, TAUGHT_LABEL, describe, pick_model
+from model_choice import TAUGHT, TAUGHT_LABEL, describe, pick_model, plain
 from param_widgets import component_widgets
 from session import KEEP, default
 
@@ -108,7 +108,7 @@ def _problems(classes: list[dict[str, Any]], names: list[str], base: audioseq.Cl
     if unknown and base is not None:
         words = " and ".join(f"“{n}”" for n in unknown)
         problems.append(f"{words} {'is not a word' if len(unknown) == 1 else 'are not words'} the chosen model "
-                        f"knows: to fine-tune it, name each class after one of its labels ({', '.join(base.labels)})")
+                        f"knows: to fine-tune it, name each class after one of its labels ({', '.join(map(plain, base.labels))})")
     if any(not n for n in names):
         problems.append("every class needs a name")
     if len(set(names)) < len(names):
