@@ -39,7 +39,7 @@ from .errors import (
     UnreadableAudioError,
     UnsupportedInputError,
 )
-from .suffixes import AUDIO_SUFFIXES, find_audio
+from .suffixes import AUDIO_SUFFIXES, has_audio
 
 # First four bytes of a WAV file -> struct byte order of its chunk sizes and fmt fields.
 _WAV_MAGIC = {b"RIFF": "<", b"RIFX": ">", b"RF64": "<", b"BW64": "<"}
@@ -266,7 +266,11 @@ def _file_size(path: str | bytes | os.PathLike[str], name: str) -> int:
     except OSError as exc:
         raise UnreadableAudioError(name, f"cannot access the file ({exc.strerror})") from exc
     if stat.S_ISDIR(st.st_mode):
-        if find_audio(Path(os.fsdecode(path))):
+        try:  # a look at the top of the folder, not a walk of the whole tree (it may be "/")
+            os.scandir(path).close()
+        except OSError as exc:
+            raise UnreadableAudioError(name, f"is a folder that cannot be listed ({exc.strerror})") from exc
+        if has_audio(Path(os.fsdecode(path))) is not False:
             raise UnreadableAudioError(name, "is a folder, not an audio file: pass the files in it "
                                              "(`audioseq predict` searches folders)")
         raise UnreadableAudioError(name, f"is a folder with no audio file in it (looked for "

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
 import json
+import os
+import signal
 import sys
+import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 import click
 
@@ -29,7 +33,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (AudioseqError, FileNotFoundError, ValueError) as exc:
+        except (AudioseqError, OSError, ValueError) as exc:  # OSError: e.g. the disk is full
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
     return wrapper
@@ -222,7 +226,8 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 @click.argument("model")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write here instead of stdout.")
+@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write here instead of stdout ('-': stdout).")
 @click.option("--batch-size", type=AT_LEAST_ONE, default=128, show_default=True)
 @click.option("--workers", type=NOT_NEGATIVE, default=None, help="Decoding processes (default: by input count).")
 @click.option("--max-errors", type=NOT_NEGATIVE, default=0, show_default=True, help="Exit 1 when more inputs than this failed.")
@@ -237,12 +242,20 @@ def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, b
     """
     from .classifier import load
 
+    if output == "-":
+        output = None
+    if output and not Path(output).resolve().parent.is_dir():  # before loading and searching
+        raise click.BadParameter(f"the folder {Path(output).parent} does not exist", param_hint="'--output'")
     clf = load(model, backend=backend)
     sources = expand_inputs(inputs)
     rows = clf.predict_iter(sources, batch_size=batch_size, num_workers=workers)  # checks its arguments
-    stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    if output:
+        clobbered = [s for s in [*sources, clf.path or ""] if s and _same_file(output, s)]
+        if clobbered:
+            raise click.BadParameter(f"{output} is also an input ({clobbered[0]}): writing there would destroy it",
+                                     param_hint="'--output'")
     failed = 0
-    try:
+    with _output_stream(output) as stream:
         writer = _row_writer(fmt, stream, clf.labels, max(len(s) for s in sources))
         if output:  # the rows go to a file: a progress bar on stderr, shown only on a terminal
             from tqdm import tqdm
@@ -251,13 +264,44 @@ def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, b
         for pred in rows:
             failed += pred.error is not None
             writer(pred)
-    finally:
-        if output:
-            stream.close()
     if failed:
         click.echo(f"{failed} of {len(sources)} input(s) failed", err=True)
     if failed > max_errors:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _output_stream(output: str | None) -> Iterator[TextIO]:
+    """Where predict's rows go: stdout without --output; what is not a regular file (/dev/null, a
+    named pipe) as it is; else a temporary file beside OUTPUT, renamed over it once complete, so
+    that an existing file is replaced only by a whole result, never truncated by a run that fails."""
+    if not output:
+        yield sys.stdout
+        return
+    if os.path.exists(output) and not os.path.isfile(output):
+        with open(output, "w", newline="", encoding="utf-8") as stream:
+            yield stream
+        return
+    target = Path(output)
+    temporary = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=target.resolve().parent,
+                                            prefix=f".{target.name}.", suffix=".tmp", delete=False)
+    try:
+        with temporary:
+            yield temporary
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(temporary.name, 0o666 & ~umask)  # as open() would have made it, not the temporary's 0600
+        os.replace(temporary.name, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary.name)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _row_writer(fmt: str, stream: io.TextIOBase, labels: list[str], width: int) -> Callable[[Any], None]:
@@ -335,15 +379,18 @@ def info(model: str, as_json: bool) -> None:
 
 def _show_description(doc: dict[str, Any]) -> None:
     """The text of ``info`` from a model's stored description (read as stored: it may not be runnable)."""
-    network, feature = doc.get("network", {}), doc.get("feature", {})
+    network, feature = doc.get("network"), doc.get("feature")  # as stored: may be anything
+    network = network if isinstance(network, dict) else {}
+    feature = feature if isinstance(feature, dict) else {}
     click.echo(f"  labels: {', '.join(map(str, doc.get('labels', [])))}")
     click.echo(f"  feature: {feature.get('name')} {json.dumps(feature.get('params', {}))}")
     click.echo(f"  cell: {network.get('cell')} {json.dumps(network.get('cell_params', {}))}, "
                f"dropout {network.get('dropout')}")
     click.echo(f"  preprocess: {json.dumps(doc.get('preprocess', {}))}")
+    metrics = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
     for split in ("valid", "test"):
-        m = doc.get("metrics", {}).get(split)
-        if m:
+        m = metrics.get(split)
+        if isinstance(m, dict) and all(isinstance(m.get(k), (int, float)) for k in ("accuracy", "macro_f1")):
             click.echo(f"  {split} accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}")
 
 
@@ -381,6 +428,8 @@ def export(model: str, out: str) -> None:
     if not Path(out).resolve().parent.is_dir():
         raise click.BadParameter(f"the folder {Path(out).parent} does not exist", param_hint="'OUT'")
     clf = load(model, backend="torch")
+    if clf.path and _same_file(out, clf.path):
+        raise click.BadParameter(f"{out} is the model itself: writing there would replace it", param_hint="'OUT'")
     document = clf.spec.to_document()
     proto = to_onnx(clf.model, {"labels": json.dumps(clf.labels), "audioseq": json.dumps(document)})
     write_atomic(out, proto.SerializeToString())
@@ -395,6 +444,9 @@ cli.add_command(app)
 def main() -> None:
     """The installed command: warnings as one line each, and errors raised while click parses."""
     warnings.showwarning = _show_warning
+    # SIGTERM (kill, timeout, a job scheduler) as Ctrl-C: the decoding workers are then shut
+    # down on the way out instead of being orphaned, still holding the caller's pipes open.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         cli(standalone_mode=True)
     except ParameterError as exc:  # raised while click parses

@@ -14,10 +14,13 @@ import json
 import os
 import pickle
 import pty
+import signal
 import struct
 import subprocess
+import sys
 import termios
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -233,6 +236,98 @@ def test_folders_are_searched_recursively(tiny_model_file: Path, tmp_path: Path)
     assert all(by_source[str(p)]["label"] for p in [*expected_good, flac])
 
 
+def test_a_folder_that_cannot_be_listed_is_an_error_row(
+    tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "clips"
+    good = write_wav(root / "one.wav", sweep(0.5, 8000, seed=1), 8000)
+    locked = root / "locked"
+    write_wav(locked / "inside.wav", sweep(0.5, 8000, seed=2), 8000)
+    listing = os.scandir
+
+    def scandir(path: Any = ".") -> Any:  # as for a folder without read permission (root would read it)
+        if Path(os.fsdecode(path)) == locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(root), "--format", "jsonl",
+                                              "--workers", "0"])
+    assert result.exit_code == 1, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["source"] for row in rows] == [str(locked), str(good)]
+    assert (rows[0]["error_type"], rows[0]["error"]) == ("UnreadableAudioError",
+                                                         "is a folder that cannot be listed (Permission denied)")
+    assert rows[1]["label"]
+    [alone] = audioseq.load(tiny_model_file).predict([locked])
+    assert alone.error == "is a folder that cannot be listed (Permission denied)"
+
+
+def test_a_folder_s_message_looks_at_no_more_files_than_it_needs(tmp_path: Path) -> None:
+    from audioseq.suffixes import has_audio
+
+    for i in range(5):
+        (tmp_path / f"{i}.txt").write_text("not audio")
+    assert has_audio(tmp_path, look_at=3) is None  # gave up looking: a huge tree is not walked for a message
+    assert has_audio(tmp_path) is False
+    write_wav(tmp_path / "deep" / "a.wav", sweep(0.2, 8000), 8000)
+    assert has_audio(tmp_path) is True
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker processes in /proc")
+def test_sigterm_stops_predict_and_its_decoding_workers(tiny_model_file: Path, tmp_path: Path) -> None:
+    wave = sweep(0.2, 8000)
+    for i in range(3000):
+        write_wav(tmp_path / "clips" / f"{i:04d}.wav", wave, 8000)
+    proc = subprocess.Popen(entry_point() + ["predict", str(tiny_model_file), str(tmp_path / "clips"), "--workers",
+                                             "2", "--batch-size", "1", "--output", str(tmp_path / "out.csv")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(workers := _children(proc.pid)) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the decoding workers never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = proc.communicate(timeout=60)  # an orphaned worker would hold the pipes open: a timeout here
+        assert proc.returncode == 1 and "Aborted!" in stderr, stderr[-2000:]
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{w}").exists() for w in workers):
+            assert time.monotonic() < deadline, "a decoding worker outlived the command"
+            time.sleep(0.1)
+    finally:  # a failed check leaves no process behind
+        for pid in [proc.pid, *workers]:
+            try:
+                if "audioseq" in Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+    assert not (tmp_path / "out.csv").exists()  # a run that was stopped writes no partial result
+
+
+def test_output_dash_is_stdout_and_a_device_is_written_not_replaced(tiny_model_file: Path, good_wavs: list[Path]) -> None:
+    dash = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(good_wavs[0]), "--format", "jsonl",
+                                            "--output", "-"])
+    assert dash.exit_code == 0 and json.loads(dash.stdout)["source"] == str(good_wavs[0])
+    assert not Path("-").exists()
+    null = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(good_wavs[0]), "--output", "/dev/null"])
+    assert null.exit_code == 0 and Path("/dev/null").is_char_device()
+    if Path("/dev/full").exists():
+        full = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(good_wavs[0]), "--output", "/dev/full"])
+        assert full.exit_code == 1 and "OSError: [Errno 28] No space left on device" in full.output
+
+
 def test_a_folder_without_audio_is_an_error_row(tiny_model_file: Path, tmp_path: Path) -> None:
     (tmp_path / "only.txt").write_text("nothing to hear")
     proc = run_cli("predict", tiny_model_file, tmp_path, "--format", "jsonl")
@@ -255,6 +350,54 @@ def test_a_bad_predict_option_is_refused_before_the_output_is_touched(
                                               "--output", str(out), *option])
     assert result.exit_code == 2 and f"Invalid value for '{option[0]}'" in result.output
     assert out.read_text() == "yesterday's predictions\n"
+
+
+def test_predict_refuses_to_write_over_one_of_its_inputs(tiny_model_file: Path, good_wavs: list[Path]) -> None:
+    before = good_wavs[0].read_bytes()
+    result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(good_wavs[0].parent), "--format",
+                                              "csv", "--output", str(good_wavs[0])])
+    assert result.exit_code == 2 and "is also an input" in result.output and "would destroy it" in result.output
+    assert good_wavs[0].read_bytes() == before
+
+
+def test_a_predict_run_that_fails_leaves_the_old_output_whole(
+    tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "predictions.csv"
+    out.write_text("yesterday's predictions\n")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio")
+    proc = run_cli("predict", tiny_model_file, good_wavs[0], junk, "--format", "csv", "--output", out)
+    assert proc.returncode == 1 and "1 of 2 input(s) failed" in proc.stderr
+    assert out.read_text().startswith("source,label,confidence")  # the whole result replaced the old file
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_predict_run_that_breaks_off_leaves_the_old_output_whole(
+    tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audioseq.classifier import Classifier
+
+    original = Classifier.predict_iter
+
+    def breaks_off(self: Classifier, *args: Any, **kwargs: Any) -> Any:
+        yield next(iter(original(self, *args, **kwargs)))
+        raise OSError("the disk holding the clips went away")
+
+    monkeypatch.setattr(Classifier, "predict_iter", breaks_off)
+    out = tmp_path / "predictions.csv"
+    out.write_text("yesterday's predictions\n")
+    result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), *map(str, good_wavs), "--format", "csv",
+                                              "--output", str(out)])
+    assert result.exit_code == 1 and "OSError: the disk holding the clips went away" in result.output
+    assert out.read_text() == "yesterday's predictions\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv"]  # no temporary file left
 
 
 def test_a_silent_clip_is_an_error_row_not_a_label(tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path) -> None:
@@ -629,6 +772,13 @@ def test_an_out_folder_that_does_not_exist_is_refused_before_training(tmp_path: 
                                               str(tmp_path / "missing" / "m.safetensors")])
     assert result.exit_code == 2
     assert "Invalid value for '--out': the folder" in result.output and "missing does not exist" in result.output
+
+
+def test_export_refuses_to_write_over_the_model(tiny_model_file: Path) -> None:
+    before = tiny_model_file.read_bytes()
+    result = CliRunner().invoke(click_group, ["export", str(tiny_model_file), str(tiny_model_file)])
+    assert result.exit_code == 2 and "is the model itself" in result.output
+    assert tiny_model_file.read_bytes() == before
 
 
 def test_export_into_a_missing_folder_is_refused(tmp_path: Path) -> None:

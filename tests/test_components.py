@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import socket
 from pathlib import Path
 from typing import Any, Callable
@@ -270,6 +271,20 @@ def test_a_manifest_from_a_spreadsheet_is_read(tmp_path: Path) -> None:
     data = get_component("dataset", "manifest").factory(str(manifest))
     assert [(Path(ex.audio).name, ex.label, ex.split) for ex in data.examples()] == [("x.wav", "a", "train"),
                                                                                     ("y.wav", "b", "test")]
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("path,label\n" + "x" * 200_000 + ".wav,a\n", "field larger than field limit"),
+    (None, "UnicodeDecodeError"),
+])
+def test_a_manifest_csv_cannot_read_is_a_value_error_naming_it(content: str | None, words: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    if content is None:  # a spreadsheet saved in Windows-1252
+        manifest.write_bytes("path,label\nstra\u00dfe.wav,a\n".encode("cp1252"))
+    else:
+        manifest.write_text(content)
+    with pytest.raises(ValueError, match=f"manifest {re.escape(str(manifest))}: not a readable UTF-8 CSV .*{words}"):
+        get_component("dataset", "manifest").factory(str(manifest))
 
 
 def test_a_manifest_whose_files_are_all_missing_says_where_it_looked(tmp_path: Path) -> None:

@@ -111,27 +111,30 @@ class ManifestDataset:
     def __init__(self, root: str | None) -> None:
         path = _need_root(root, "manifest")
         items: list[Example] = []
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM
-            head = fh.read(4096)
-            fh.seek(0)
-            try:
-                dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(head, delimiters=",;\t")
-            except csv.Error:
-                dialect = csv.excel
-            reader = csv.DictReader(fh, dialect=dialect)
-            columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-            if not {"path", "label"} <= set(columns):
-                raise ValueError(f"manifest {path}: needs columns path,label (has {', '.join(sorted(columns))})")
-            column = lambda row, name: (row.get(columns.get(name, name)) or "").strip()  # noqa: E731
-            for line, row in enumerate(reader, start=2):
-                clip, label = column(row, "path"), column(row, "label")
-                if not clip or not label:
-                    raise ValueError(f"manifest {path}, line {line}: empty path or label")
-                split = column(row, "split") or None
-                if split is not None and split not in SPLITS:
-                    raise ValueError(f"manifest {path}, line {line}: split {split!r} is not one of {SPLITS}")
-                full = Path(clip) if os.path.isabs(clip) else path.parent / clip
-                items.append(Example(str(full), label, split, column(row, "group") or None))
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM
+                head = fh.read(4096)
+                fh.seek(0)
+                try:
+                    dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(head, delimiters=",;\t")
+                except csv.Error:
+                    dialect = csv.excel
+                reader = csv.DictReader(fh, dialect=dialect)
+                columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+                if not {"path", "label"} <= set(columns):
+                    raise ValueError(f"manifest {path}: needs columns path,label (has {', '.join(sorted(columns))})")
+                column = lambda row, name: (row.get(columns.get(name, name)) or "").strip()  # noqa: E731
+                for line, row in enumerate(reader, start=2):
+                    clip, label = column(row, "path"), column(row, "label")
+                    if not clip or not label:
+                        raise ValueError(f"manifest {path}, line {line}: empty path or label")
+                    split = column(row, "split") or None
+                    if split is not None and split not in SPLITS:
+                        raise ValueError(f"manifest {path}, line {line}: split {split!r} is not one of {SPLITS}")
+                    full = Path(clip) if os.path.isabs(clip) else path.parent / clip
+                    items.append(Example(str(full), label, split, column(row, "group") or None))
+        except (csv.Error, UnicodeDecodeError) as exc:  # a field over csv's limit, a file in another encoding
+            raise ValueError(f"manifest {path}: not a readable UTF-8 CSV ({type(exc).__name__}: {exc})") from None
         if not items:
             raise ValueError(f"manifest {path} lists no clips")
         if not any(os.path.lexists(ex.audio) for ex in items):  # type: ignore[arg-type]
