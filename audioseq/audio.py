@@ -187,16 +187,21 @@ def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
 
 
 def check_not_silent(waveform: torch.Tensor, silence_dbfs: float | None, source: str) -> None:
-    """Refuse a clip whose loudest sample stays below ``silence_dbfs`` (None: accept any level).
+    """Refuse a clip whose loudest sample stays below ``silence_dbfs`` (None: accept any level),
+    a constant offset left out: a microphone's DC bias over silence is not sound.
 
     Raises:
         SilentAudioError: e.g. "the clip is silent (its loudest sample is below -60 dBFS)".
     """
     if silence_dbfs is None:
         return
+    threshold = 10 ** (silence_dbfs / 20)
     peak = float(waveform.abs().max()) if waveform.numel() else 0.0
-    if peak < 10 ** (silence_dbfs / 20):
+    if peak < threshold:
         raise SilentAudioError(source, f"the clip is silent (its loudest sample is below {silence_dbfs:g} dBFS)")
+    if float((waveform - waveform.mean()).abs().max()) < threshold:
+        raise SilentAudioError(source, f"the clip is silent: apart from a constant offset, its loudest sample is "
+                                       f"below {silence_dbfs:g} dBFS")
 
 
 def check_min_samples(

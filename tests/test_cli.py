@@ -403,11 +403,16 @@ def test_a_predict_run_that_breaks_off_leaves_the_old_output_whole(
 def test_a_silent_clip_is_an_error_row_not_a_label(tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path) -> None:
     silent = write_wav(tmp_path / "silent.wav", np.zeros(8000, dtype=np.float32), 8000)
     whisper = write_wav(tmp_path / "whisper.wav", 10 ** (-70 / 20) * sweep(0.5, 8000, seed=5), 8000)
-    proc = run_cli("predict", tiny_model_file, good_wavs[0], silent, whisper, "--format", "jsonl", "--max-errors", "2")
+    # A microphone's DC bias over silence: loud samples, nothing that changes.
+    offset = write_wav(tmp_path / "offset.wav", 0.3 + 10 ** (-70 / 20) * sweep(0.5, 8000, seed=6), 8000)
+    proc = run_cli("predict", tiny_model_file, good_wavs[0], silent, whisper, offset, "--format", "jsonl",
+                   "--max-errors", "3")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert rows[0]["label"] and [row["error_type"] for row in rows[1:]] == ["SilentAudioError"] * 2
+    assert rows[0]["label"] and [row["error_type"] for row in rows[1:]] == ["SilentAudioError"] * 3
     assert rows[1]["error"] == "the clip is silent (its loudest sample is below -60 dBFS)"
+    assert rows[3]["error"] == ("the clip is silent: apart from a constant offset, its loudest sample is below "
+                                "-60 dBFS")
 
 
 # --- predict: damaged and hostile model files ---------------------------------------------------
