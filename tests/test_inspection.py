@@ -199,7 +199,7 @@ def test_bad_clips_raise_typed_errors(tmp_path: Path) -> None:
         clf.inspect(str(tmp_path / "missing.wav"))
     assert "missing.wav" in str(missing.value)
     with pytest.raises(AudioTooShortError):
-        clf.inspect((np.full(10, 0.1, dtype=np.float32), RATE))
+        clf.inspect(((0.1 * np.sin(np.arange(10))).astype(np.float32), RATE))  # a sound, but 10 samples
     with pytest.raises(SilentAudioError):
         clf.inspect((np.zeros(RATE, dtype=np.float32), RATE))
     wave, rate = _clip()

@@ -529,7 +529,7 @@ def test_a_failing_step_costs_its_clip_a_row_and_nothing_else(monkeypatch: pytes
     either step, or a clip too short once trimmed, is that clip's error row."""
     clf = tiny_classifier()
     clips = [(sweep(0.3, 8000, seed=i), 8000) for i in range(6)]
-    clips[4] = (np.full(40, 0.1, dtype=np.float32), 8000)  # 5 ms: shorter than one frame
+    clips[4] = ((0.1 * np.sin(np.arange(40))).astype(np.float32), 8000)  # 5 ms: shorter than one frame
     decode, finish = clf.frontend.decode, clf.frontend.finish
 
     def broken_decode(source: Any, name: str) -> torch.Tensor:
