@@ -251,7 +251,7 @@ def _decode_file(
     if truncation:
         raise UnreadableAudioError(name, truncation)
     try:
-        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+        samples, rate = sf.read(_sf_path(path), dtype="float32", always_2d=True)
     except _DECODE_ERRORS as exc:
         raise UnreadableAudioError(
             name, f"the audio data is damaged or cut off (libsndfile: {_reason(exc)})"
@@ -261,6 +261,12 @@ def _decode_file(
     if samples.shape[0] == 0:
         raise EmptyAudioError(name, "file holds no audio samples")
     return samples, int(rate)
+
+
+def _sf_path(path: str | bytes | os.PathLike[str]) -> str | bytes | os.PathLike[str]:
+    """The path as soundfile can open it: on POSIX its bytes, since soundfile encodes a str
+    strictly and so cannot open a file whose name is not UTF-8 (``os.fsdecode``'s surrogates)."""
+    return os.fsencode(path) if os.name == "posix" else path
 
 
 def _file_size(path: str | bytes | os.PathLike[str], name: str) -> int:
@@ -299,7 +305,7 @@ def _read_header(
     except OSError as exc:
         raise UnreadableAudioError(name, f"cannot read the file ({exc.strerror})") from exc
     try:
-        info = sf.info(path)
+        info = sf.info(_sf_path(path))
     except _DECODE_ERRORS as exc:
         raise UnreadableAudioError(
             name, f"not a recognised audio format, or a damaged header (libsndfile: {_reason(exc)})"

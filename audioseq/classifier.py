@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Se
 import numpy as np
 import torch
 
-from .audio import source_name
 from .errors import ModelFileError, NonFiniteAudioError, ParameterError, UnknownComponentError
 from .model import SequenceClassifier
 from .modelfile import read_tensors, write_tensors
@@ -430,8 +429,10 @@ def _version_note(spec: ModelSpec) -> str:
     """Where the components the model was made with now come from another version: said beside a
     model that no longer builds, since a changed plugin is the likely cause."""
     notes = []
-    for kind, made in sorted(spec.providers.items()):
-        name = spec.network.cell if kind == "cell" else spec.feature
+    for kind, name in (("cell", spec.network.cell), ("feature", spec.feature)):
+        made = spec.providers.get(kind)
+        if not made:  # the file's providers are informative only: other kinds in them say nothing here
+            continue
         try:
             now = provider(kind, name)  # type: ignore[arg-type]
         except UnknownComponentError:
@@ -483,7 +484,7 @@ def load(
             raise ModelFileError(name, f"tensor {key!r} has dtype {tensor.dtype}, expected floating point")
     weights = {k: v.float() for k, v in tensors.items()}
     for key in sorted(weights):  # float64 values beyond float32's range become inf here
-        if weights[key].is_floating_point() and not bool(torch.isfinite(weights[key]).all()):
+        if not bool(torch.isfinite(weights[key]).all()):
             raise ModelFileError(name, f"tensor {key!r} holds values that are not finite as float32")
     std = weights.get("norm.std")
     if std is not None and not bool((std > 0).all()):

@@ -88,13 +88,6 @@ def stratified_split(
     return train, valid
 
 
-def label_counts(examples: Sequence[Example]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for ex in examples:
-        counts[ex.label] += 1
-    return dict(sorted(counts.items()))
-
-
 def as_array(waveform: Any) -> np.ndarray:
     """numpy float32 view of a numpy array or torch tensor."""
     if hasattr(waveform, "detach"):

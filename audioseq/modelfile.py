@@ -152,6 +152,7 @@ def _serialise(where: str, tensors: Mapping[str, torch.Tensor], document: Mappin
         prepared[name] = tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
     try:
         text = json.dumps(dict(document), allow_nan=False, sort_keys=True)
+        json.dumps(dict(document), ensure_ascii=False).encode("utf-8")  # lone surrogates: read_tensors refuses them
     except (TypeError, ValueError) as exc:
         _fail(where, f"the document is not plain JSON: {exc}", exc)
     payload = tensors_to_bytes(prepared, metadata={METADATA_KEY: text})

@@ -17,6 +17,8 @@ import torchaudio
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from .errors import ParameterError
+
 
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
@@ -56,7 +58,7 @@ class Preprocess:
             if optional and value is None:
                 return
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"preprocess.{name} must be a number from {low:g} to {high:g}"
+                raise ParameterError(f"preprocess.{name} must be a number from {low:g} to {high:g}"
                                  f"{' or None' if optional else ''}, got {value!r}")
 
         number("highpass_hz", 0.0, 192_000.0)
@@ -66,9 +68,9 @@ class Preprocess:
         number("target_db", -120.0, 0.0)
         number("silence_dbfs", -200.0, 0.0, optional=True)
         if not isinstance(self.trim, bool):
-            raise ValueError(f"preprocess.trim must be true or false, got {self.trim!r}")
+            raise ParameterError(f"preprocess.trim must be true or false, got {self.trim!r}")
         if self.normalize not in ("peak", "rms", "none"):
-            raise ValueError(f"preprocess.normalize must be peak, rms or none, got {self.normalize!r}")
+            raise ParameterError(f"preprocess.normalize must be peak, rms or none, got {self.normalize!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,7 +80,7 @@ class Preprocess:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - fields
         if unknown:
-            raise ValueError(f"unknown preprocessing settings: {', '.join(sorted(unknown))}")
+            raise ParameterError(f"unknown preprocessing settings: {', '.join(sorted(unknown))}")
         return cls(**data)
 
     def __call__(self, waveform: Tensor, sample_rate: int) -> Tensor:

@@ -182,6 +182,12 @@ def _decode(
     return waves, kept, bad
 
 
+def history_as_json(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Training history rows as JSON holds them: a value that is not finite (NaN when no validation
+    clip could be read) becomes null, which every JSON reader accepts."""
+    return [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()} for row in history]
+
+
 class _WaveFrontend(Frontend):
     """Decodes and preprocesses clips in the workers, as prediction does, but returns waveforms:
     frames are made per batch, after augmentation."""
@@ -204,7 +210,7 @@ def _fingerprint(
         h.update(key.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     for ex in list(train) + ["|"] + list(valid):  # type: ignore[operator]
-        h.update(_where(ex).encode())
+        h.update(_where(ex).encode("utf-8", "surrogateescape"))  # a file name need not be UTF-8
         if isinstance(ex, Example) and isinstance(ex.audio, tuple):  # in memory: its name says nothing of it
             samples, rate = ex.audio
             array = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
@@ -446,8 +452,7 @@ class Trainer:
             "fingerprint": self.fingerprint,
             "epoch": self.epoch,
             # NaN (no validation clip could be read) is not JSON: stored as null, read back as NaN.
-            "history": [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
-                        for row in self.history],
+            "history": history_as_json(self.history),
             "best_epoch": self.best_epoch,
             "best_key": list(self.best_key) if self.best_key else None,
             "param_groups": opt["param_groups"],
@@ -467,7 +472,7 @@ class Trainer:
             self._load_checkpoint(path)
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
             self.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(optimizer_state)
             self.best_state = best_state
@@ -509,8 +514,9 @@ class Trainer:
         steps = [v for k, v in tensors.items() if k.startswith("optim.") and k.endswith(".step")]
         if any(not bool((v >= 0).all()) or v.numel() != 1 for v in steps):
             raise ValueError("an optimiser step counter is negative or not a single number")
-        if not isinstance(doc["history"], list) or len(doc["history"]) != doc["epoch"]:
-            raise ValueError("history must list one row per epoch run")
+        if (not isinstance(doc["history"], list) or len(doc["history"]) != doc["epoch"]
+                or not all(isinstance(row, dict) for row in doc["history"])):
+            raise ValueError("history must list one row (an object) per epoch run")
         if doc.get("best_key") is not None and not (
                 isinstance(doc["best_key"], list) and all(isinstance(x, (int, float)) for x in doc["best_key"])):
             raise ValueError("best_key must be a list of numbers")
@@ -535,6 +541,38 @@ class Trainer:
                         f"and {len(self.valid_examples)} now)")
             return "data (other clips, labels or starting weights)"
         return "data or settings"
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding lone surrogates, as ``os.fsdecode`` makes of bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_labels(labels: Sequence[Any], examples: Sequence[Example]) -> None:
+    """Refuse labels a model file could not hold (not text, control characters, not Unicode) and
+    fewer than two; warn of labels that differ only in case or spaces."""
+    not_text = [label for label in labels if not isinstance(label, str)] + [
+        ex.label for ex in examples if not isinstance(ex.label, str)]
+    if not_text:
+        raise ValueError(f"labels must be strings (they name the classes in the model file), got "
+                         f"{not_text[0]!r} ({type(not_text[0]).__name__})")
+    if unprintable := [label for label in labels if CONTROL_CHARACTERS.search(label)]:  # the model file would refuse them
+        raise ValueError(f"labels must not hold control characters (line breaks, tabs, escapes): {unprintable[0]!r}")
+    if not_unicode := [label for label in labels if not _is_unicode(label)]:  # e.g. a folder name that is not UTF-8
+        raise ValueError(f"labels must be Unicode text (a name that is not UTF-8 holds lone surrogates): "
+                         f"{not_unicode[0]!r}; rename it")
+    if len(labels) < 2:
+        raise ValueError(f"training needs at least 2 labels, got {labels}")
+    spelled = collections.defaultdict(list)
+    for label in labels:
+        spelled[" ".join(label.split()).casefold()].append(label)
+    if alike := [group for group in spelled.values() if len(group) > 1]:
+        warnings.warn("labels that differ only in case or spaces are separate classes: "
+                      + "; ".join(" and ".join(map(repr, group)) for group in alike), stacklevel=3)
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
@@ -593,21 +631,7 @@ def train(
             raise ValueError(f"labels {list(labels)} differ from those of the model to start from, {base.labels}")
         labels = base.labels
     labels = list(labels or getattr(data, "labels", None) or sorted({ex.label for ex in examples}, key=str))
-    not_text = [label for label in labels if not isinstance(label, str)] + [
-        ex.label for ex in examples if not isinstance(ex.label, str)]
-    if not_text:
-        raise ValueError(f"labels must be strings (they name the classes in the model file), got "
-                         f"{not_text[0]!r} ({type(not_text[0]).__name__})")
-    if unprintable := [label for label in labels if CONTROL_CHARACTERS.search(label)]:  # the model file would refuse them
-        raise ValueError(f"labels must not hold control characters (line breaks, tabs, escapes): {unprintable[0]!r}")
-    if len(labels) < 2:
-        raise ValueError(f"training needs at least 2 labels, got {labels}")
-    spelled = collections.defaultdict(list)
-    for label in labels:
-        spelled[" ".join(label.split()).casefold()].append(label)
-    if alike := [group for group in spelled.values() if len(group) > 1]:
-        warnings.warn("labels that differ only in case or spaces are separate classes: "
-                      + "; ".join(" and ".join(map(repr, group)) for group in alike), stacklevel=2)
+    _check_labels(labels, examples)
     train_ex = [ex for ex in examples if ex.split in (None, "train")]
     valid_ex = [ex for ex in examples if ex.split == "valid"]
     test_ex = [ex for ex in examples if ex.split == "test"]

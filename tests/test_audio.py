@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -298,6 +299,15 @@ def test_wav_with_odd_sized_chunk_before_data(tmp_path: Path) -> None:
     path.write_bytes(wav_bytes(samples.tobytes(), extra_chunks=extra))
     assert audio_info(path) == AudioInfo(16000, 3, 1, 3 / 16000)
     np.testing.assert_allclose(read_audio(path, 16000).numpy(), samples / 32768)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file names are bytes")
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_a_file_whose_name_is_not_utf8_is_read(tmp_path: Path, suffix: str) -> None:
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9" + suffix.encode())  # a Latin-1 name: lone surrogates
+    sf.write(os.fsencode(path), np.full(800, 0.5, dtype=np.float32) * np.sin(np.arange(800)), 8000)
+    assert audio.audio_info(path).frames == 800
+    assert audio.read_audio(path, 8000).numel() == 800
 
 
 def test_source_name() -> None:

@@ -291,6 +291,7 @@ def test_plain_safetensors_file_is_accepted_when_no_document_is_required(tmp_pat
         ({"w": [1.0, 2.0]}, {}, "not a torch.Tensor"),
         ({"w": torch.ones(2)}, {"x": math.inf}, "not plain JSON"),
         ({"w": torch.ones(2)}, {"x": {1, 2}}, "not plain JSON"),
+        ({"w": torch.ones(2)}, {"labels": ["caf\udce9"]}, "not plain JSON"),
     ],
 )
 def test_write_refuses_what_could_not_be_read_back(

@@ -391,6 +391,27 @@ def test_a_plugin_registering_one_name_twice_is_skipped(monkeypatch: pytest.Monk
         assert "twice-cell" not in cells and "gru" in cells
 
 
+class Raising:
+    @hookimpl
+    def register_cells(self, register: Register) -> None:
+        raise RuntimeError("boom")
+
+
+def test_a_failing_hook_is_reported_once_and_only_while_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugins, "broken", [])
+    with pytest.warns(UserWarning, match="'raising', hook register_cells raised"):
+        with registered(Raising(), "raising"):
+            for _ in range(3):
+                plugins.refresh()
+                plugins.registry()
+            assert [b.name for b in plugins.broken] == ["raising"]
+    plugins.registry()
+    assert plugins.broken == []
+    with pytest.raises(UnknownComponentError) as caught:
+        plugins.get_component("cell", "no-such-cell")
+    assert "failed to load" not in str(caught.value)
+
+
 class NaNCell(TinyCell):
     """Finite for a few frames, then NaN: a numerically unstable recurrence."""
 

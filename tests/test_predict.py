@@ -696,6 +696,18 @@ def test_a_lone_surrogate_in_the_description_is_refused(tiny_model_file: Path, t
     assert caught.value.path == str(path)
 
 
+def test_a_provider_of_another_kind_does_not_hide_why_the_model_does_not_build(
+    tiny_model_file: Path, tmp_path: Path
+) -> None:
+    tensors, document = read_tensors(tiny_model_file)
+    document["network"]["cell_params"] = {"no_such_param": 1}
+    document.setdefault("providers", {})["extra"] = {"plugin": "x", "version": "1"}
+    path = tmp_path / "extra.safetensors"
+    write_tensors(path, tensors, document)
+    with pytest.raises(ModelFileError, match="cannot build the network"):
+        audioseq.load(path)
+
+
 def test_a_provider_that_is_not_a_plain_name_is_dropped(tiny_model_file: Path, tmp_path: Path) -> None:
     odd = "pip install --index-url https://example.invalid/simple audioseq-fix"
     path = _edited(tiny_model_file, tmp_path / "providers.safetensors", _set(

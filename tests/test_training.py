@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import audioseq
@@ -273,6 +274,8 @@ def _tamper(path: Path, change: str) -> None:
         document["epoch"] = 10**6
     elif change == "history not a list":
         document["history"] = {"epoch": 1}
+    elif change == "history rows not objects":
+        document["history"] = [5] * len(document["history"])
     elif change == "best_key of words":
         document["best_key"] = ["best", "ever"]
     elif change == "optimiser state of another shape":
@@ -284,7 +287,7 @@ def _tamper(path: Path, change: str) -> None:
 
 
 @pytest.mark.parametrize("change", ["epoch below zero", "more epochs than the run has", "history not a list",
-                                    "best_key of words", "optimiser state of another shape", "a weight missing"])
+                                    "history rows not objects", "best_key of words", "optimiser state of another shape", "a weight missing"])
 def test_a_damaged_checkpoint_is_a_model_file_error_and_is_kept(change: str, tmp_path: Path) -> None:
     data = audioseq.load_dataset("synthetic", None, TINY_DATASET_OPTS)
     out = tmp_path / "m.safetensors"
@@ -316,6 +319,27 @@ def test_labels_with_control_characters_are_refused_before_training() -> None:
     examples = _clips(3, "a", None) + [Example(ex.audio, "b\tc") for ex in _clips(3, "b", None)]
     with pytest.raises(ValueError, match=r"labels must not hold control characters .*'b\\tc'"):
         audioseq.train(examples, _tiny_config(epochs=1))
+
+
+def test_labels_that_are_not_unicode_are_refused_before_training() -> None:
+    label = os.fsdecode(b"caf\xe9")  # a Latin-1 folder name on a UTF-8 system
+    examples = _clips(3, "a", None) + [Example(ex.audio, label) for ex in _clips(3, "b", None)]
+    with pytest.raises(ValueError, match=r"labels must be Unicode text"):
+        audioseq.train(examples, _tiny_config(epochs=1))
+
+
+def test_a_clip_whose_file_name_is_not_utf8_trains(tmp_path: Path) -> None:
+    examples = []
+    for label, freq in (("a", 300.0), ("b", 900.0)):
+        folder = tmp_path / label
+        folder.mkdir()
+        for i in range(3):
+            name = os.fsdecode(b"clip-\xe9-%d.wav" % i)  # not UTF-8: the fingerprint must still hash it
+            wave = np.sin(2 * np.pi * freq * (1 + 0.05 * i) * np.arange(2400) / 8000)
+            sf.write(os.fsencode(folder / name), wave, 8000, subtype="PCM_16")
+            examples.append(Example(str(folder / name), label))
+    result = audioseq.train(examples, _tiny_config(epochs=1, augment=None))
+    assert result.classifier.labels == ["a", "b"]
 
 
 def _checkpoint_epoch(path: Path) -> int | None:

@@ -86,8 +86,9 @@ def workspace() -> Iterator[Path]:
         yield Path(folder)
 
 
-def check_clip(name: str, data: bytes, path: Path) -> Clip:
-    """Check one upload and write it to ``path``; never raises for bad content."""
+def check_clip(name: str, data: bytes, path: Path, silence_dbfs: float | None = SILENCE_DBFS) -> Clip:
+    """Check one upload and write it to ``path``; never raises for bad content. ``silence_dbfs``:
+    the level under which a clip is silent, the model's own (None: any level)."""
     clip = Clip(name, data)
     if not data:
         clip.error = "the file is empty"
@@ -118,7 +119,7 @@ def check_clip(name: str, data: bytes, path: Path) -> Clip:
         clip.error = "the audio data is damaged or cut off"
         return clip
     try:  # NaN compares false here, so the model's own check gets to name non-finite samples
-        check_not_silent(torch.from_numpy(samples), SILENCE_DBFS, name)
+        check_not_silent(torch.from_numpy(samples.mean(axis=1)), silence_dbfs, name)  # mixed down, as the model hears it
     except audioseq.SilentAudioError as exc:
         clip.error = exc.reason
         return clip
@@ -154,10 +155,12 @@ def suffix_of(name: str) -> str:
     return suffix if re.fullmatch(r"\.[a-z0-9]{1,6}", suffix) else ""
 
 
-def check_clips(uploads: Sequence[Upload], folder: Path) -> list[Clip]:
-    """Check every upload on its own, in order, writing the copies into ``folder``."""
+def check_clips(uploads: Sequence[Upload], folder: Path, classifier: audioseq.Classifier) -> list[Clip]:
+    """Check every upload on its own, in order, writing the copies into ``folder``; silence is
+    judged by the level ``classifier`` was trained to refuse."""
+    silence = classifier.spec.preprocess.silence_dbfs
     return [
-        check_clip(name, data, folder / f"clip-{i}{suffix_of(name)}")
+        check_clip(name, data, folder / f"clip-{i}{suffix_of(name)}", silence)
         for i, (name, data) in enumerate(uploads)
     ]
 

@@ -106,7 +106,7 @@ def _add_uploaded_model(upload: UploadedFile) -> None:
     except LOAD_ERRORS as exc:
         plugin = isinstance(exc, audioseq.UnknownComponentError)
         st.error(named(name, "cannot be used as a model: " + (
-            f"it needs a plugin that is not installed here ({exc})" if plugin else
+            f"it needs a plugin that is not installed here ({plain(str(exc))})" if plugin else
             "it is not an audioseq model file (.safetensors), or it is damaged")))
         if not plugin:
             with st.expander("Details"):
@@ -145,7 +145,8 @@ def pick_model() -> audioseq.Classifier | None:
         try:
             classifier = options[label].load()
         except LOAD_ERRORS as exc:
-            choice_box.error(named(label, f"cannot be loaded: {getattr(exc, 'reason', exc)}"))
+            # The message quotes the file (its cell or feature name, its values): text, not Markdown.
+            choice_box.error(named(label, f"cannot be loaded: {plain(str(getattr(exc, 'reason', exc)))}"))
             return None
         choice_box.caption(f"{options[label].origin}. {describe(classifier)}")
         return classifier

@@ -65,7 +65,7 @@ def classify_page() -> None:
         st.info(f"This model knows: {', '.join(map(plain, classifier.labels))}. Record or upload a clip to classify it.")
         return
     with clips.workspace() as folder:
-        results = clips.classify(classifier, clips.check_clips(uploads, folder))
+        results = clips.classify(classifier, clips.check_clips(uploads, folder, classifier))
         views.show_errors(results)
         if len(results) > 1:
             _results_table(results, classifier.labels)

@@ -163,7 +163,7 @@ def _your_clip(classifier: audioseq.Classifier) -> Inspection | None:
         st.info("Record or upload a clip to look inside the network while it reads it.")
         return None
     with clips.workspace() as folder:
-        (result,) = clips.classify(classifier, clips.check_clips(uploads[-1:], folder))
+        (result,) = clips.classify(classifier, clips.check_clips(uploads[-1:], folder, classifier))
         views.show_errors([result])
         inspection = views.inspect_clip(classifier, result.clip) if result.ok else None
     if inspection is None or result.prediction is None:

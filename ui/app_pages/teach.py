@@ -234,7 +234,7 @@ def _train(
 def _try_it(classifier: audioseq.Classifier) -> None:
     uploads = views.clip_intake("teach.try", multiple=False, what="for the new model")
     with clips.workspace() as folder:
-        results = clips.classify(classifier, clips.check_clips(uploads[-1:], folder))
+        results = clips.classify(classifier, clips.check_clips(uploads[-1:], folder, classifier))
     views.show_errors(results)
     for r in results:
         if r.ok and r.prediction is not None:
