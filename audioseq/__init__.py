@@ -96,6 +96,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'audioseq' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    """The public names too, lazy ones included, so that completion in a REPL finds ``load``."""
+    return sorted(set(globals()) | set(__all__))
+
+
 def list_cells() -> list[str]:
     """Names of the registered recurrent cells, sorted."""
     from .plugins import list_components

@@ -31,6 +31,9 @@ def app_root() -> Path:
 
 @click.command()
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to serve on.")
+@click.option("--address", default="localhost", show_default=True,
+              help="Interface to serve on: this machine only by default; 0.0.0.0 lets other machines in "
+                   "(they can then train models here, and browsers allow the microphone only over HTTPS).")
 @click.option(
     "--models",
     "models_dir",
@@ -38,14 +41,16 @@ def app_root() -> Path:
     type=click.Path(exists=True, file_okay=False, resolve_path=True),
     help="Folder of .safetensors models to offer besides the ready-trained ones.",
 )
-def app(port: int, models_dir: str | None) -> None:
-    """Start the web app: classify clips, teach a recurrent network, look inside it."""
+def app(port: int, address: str, models_dir: str | None) -> None:
+    """Start the web app: classify clips, teach a recurrent network, look inside it.
+
+    It serves http://localhost:8501 (open it in a browser; Ctrl-C stops the app)."""
     if importlib.util.find_spec("streamlit") is None:
         raise click.ClickException("the app needs Streamlit: pip install 'audioseq[app]'")
     root = app_root()
     command = [
         sys.executable, "-m", "streamlit", "run", str(root / "ui" / "app.py"),
-        "--server.port", str(port), "--server.headless", "true",
+        "--server.port", str(port), "--server.address", address, "--server.headless", "true",
     ]
     if models_dir is not None:
         command += ["--", "--models", models_dir]

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 import warnings
@@ -33,6 +34,9 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # the reader went away (`| head`): stop without a word, as other tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            sys.exit(1)
         except (AudioseqError, OSError, ValueError) as exc:  # OSError: e.g. the disk is full
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
@@ -119,7 +123,7 @@ def train(**o: Any) -> None:
     from .evaluation import load_dataset
     from .params import dataclass_params, validate
     from .preprocess import Preprocess
-    from .training import FINE_TUNE_LR, TrainConfig, checkpoint_path, metrics_file, train as run_training
+    from .training import FINE_TUNE_LR, TrainConfig, checkpoint_path, history_as_json, metrics_file, train as run_training
 
     cell_params = validate(plugins.component_params("cell", o["cell"]), _opts(o["cell_opt"]), f"cell {o['cell']!r}")
     feature_params = validate(
@@ -164,11 +168,13 @@ def train(**o: Any) -> None:
     if result.metrics.get("resumed_after_epoch") is not None:
         click.echo(f"resumed after epoch {result.metrics['resumed_after_epoch']} of the checkpoint", err=True)
     metrics_path = metrics_file(o["out"])
-    metrics_path.write_text(json.dumps({"history": result.history, **result.metrics}, indent=2))
+    metrics_path.write_text(json.dumps({"history": history_as_json(result.history), **result.metrics}, indent=2,
+                                       allow_nan=False))
     valid = result.metrics.get("valid", {})
+    accuracy = f"{valid['accuracy']:.4f}" if "accuracy" in valid else "unknown (no validation clip could be read)"
     click.echo(
         f"wrote {o['out']} ({result.classifier.num_parameters():,} parameters, best epoch "
-        f"{result.metrics['best_epoch']}, validation accuracy {valid.get('accuracy', float('nan')):.4f})"
+        f"{result.metrics['best_epoch']}, validation accuracy {accuracy})"
     )
     if "test" in result.metrics:
         click.echo(f"test accuracy {result.metrics['test']['accuracy']:.4f}, macro-F1 {result.metrics['test']['macro_f1']:.4f}")
@@ -282,15 +288,19 @@ def _output_stream(output: str | None) -> Iterator[TextIO]:
         with open(output, "w", newline="", encoding="utf-8") as stream:
             yield stream
         return
-    target = Path(output)
-    temporary = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=target.resolve().parent,
+    target = Path(os.path.realpath(output))  # through a link, the file it names (as open() writes), not the link
+    temporary = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=target.parent,
                                             prefix=f".{target.name}.", suffix=".tmp", delete=False)
     try:
         with temporary:
             yield temporary
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(temporary.name, 0o666 & ~umask)  # as open() would have made it, not the temporary's 0600
+        if target.is_file():  # a replaced file keeps its mode: results kept private stay private
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        else:  # as open() would have made it, not the temporary's 0600
+            umask = os.umask(0o022)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(temporary.name, mode)
         os.replace(temporary.name, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -317,7 +327,7 @@ def _row_writer(fmt: str, stream: io.TextIOBase, labels: list[str], width: int) 
             writer.writerow([p.source, p.label or "", conf, p.error_type or "", p.error or ""] + probs)
 
         return write_csv
-    width = min(width, 60)
+    width = max(len("source"), min(width, 60))
     stream.write(f"{'source':<{width}}  {'label':<12} {'confidence':>10}  error\n")
 
     def write_table(p: Any) -> None:
@@ -417,9 +427,9 @@ def _describe_unrunnable(model: str, error: Exception, as_json: bool) -> None:
 def export(model: str, out: str) -> None:
     """Write MODEL's network as an ONNX file OUT: (frames, lengths) → logits.
 
-    The graph takes frames already computed (``Classifier.frontend``), float32 (batch, time,
-    features), and lengths (batch,) int64. Its metadata holds ``labels`` (a JSON list) and
-    ``audioseq`` (the model's whole description: sample rate, preprocessing, features).
+    The graph takes frames already computed (Classifier.frontend), float32 (batch, time,
+    features), and lengths (batch,) int64. Its metadata holds "labels" (a JSON list) and
+    "audioseq" (the model's whole description: sample rate, preprocessing, features).
     """
     from .classifier import load
     from .export import to_onnx

@@ -59,7 +59,8 @@ class Component:
         if self.path is not None:  # a model: its card's (NAME.md beside it) first sentence
             return _card_summary(self.path.with_suffix(".md"))
         text = (getattr(self.factory, "__doc__", None) or "").strip()
-        return text.splitlines()[0] if text else ""
+        # Its first line, with reST's ``code`` as Markdown's `code` (the app renders Markdown).
+        return text.splitlines()[0].replace("``", "`") if text else ""
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -114,6 +115,7 @@ def _component(kind: Kind, name: Any, what: Any, plugin: str) -> Component:
 class BrokenPlugin:
     name: str
     error: str
+    hook: bool = False  # a hook failed while the registry was built (redone on every rebuild), not the import
 
 
 pm = pluggy.PluginManager("audioseq")
@@ -128,11 +130,11 @@ def _strict() -> bool:
     return os.environ.get("AUDIOSEQ_STRICT_PLUGINS", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def _fail(name: str, exc: BaseException, what: str) -> None:
+def _fail(name: str, exc: BaseException, what: str, hook: bool = False) -> None:
     message = f"{type(exc).__name__}: {exc}"
     if _strict():
         raise PluginError(f"plugin {name!r} {what}: {message}") from exc
-    broken.append(BrokenPlugin(name, message))
+    broken.append(BrokenPlugin(name, message, hook))
     # Attributed to the plugin rather than to a line of audioseq, which would say nothing to its reader.
     warnings.warn_explicit(f"audioseq: skipping plugin {name!r}, {what}: {message}", UserWarning,
                            filename=f"<audioseq plugin {name!r}>", lineno=0, module="audioseq.plugins")
@@ -228,6 +230,7 @@ def _build() -> dict[Kind, dict[str, Component]]:
     """Call every plugin's hooks, then keep the components of each plugin whose hooks all returned:
     a plugin with a failing hook is skipped whole, not left half registered."""
     load_plugins()
+    broken[:] = [b for b in broken if not b.hook]  # this build reports the hooks that fail now, once each
     offered: list[Component] = []
     failed: set[str] = set()
     for kind in KINDS:
@@ -246,10 +249,10 @@ def _build() -> dict[Kind, dict[str, Component]]:
                 impl.function(register=register)
             except PluginError as exc:
                 failed.add(plugin_name)
-                _fail(plugin_name, exc, f"hook {_HOOKS[kind]} failed")
+                _fail(plugin_name, exc, f"hook {_HOOKS[kind]} failed", hook=True)
             except Exception as exc:
                 failed.add(plugin_name)
-                _fail(plugin_name, exc, f"hook {_HOOKS[kind]} raised")
+                _fail(plugin_name, exc, f"hook {_HOOKS[kind]} raised", hook=True)
             offered.extend(added)
     registry: dict[Kind, dict[str, Component]] = {k: {} for k in KINDS}
     for component in offered:

@@ -3,8 +3,8 @@ recognises the same words from other speakers.
 
 This is what the app's Teach page does when someone records new words: train a new model, from
 scratch, on their own recordings. For each FSDD speaker and k recordings per digit (the
-first k of a random order), train on those alone with the Teach page's default settings
-(``--settings engine``: the engine's defaults) — the engine holds one recording per digit out
+first k of a random order), train on those alone with the Teach page's default network
+(``--settings app``; ``--settings engine``: the engine's defaults) — the engine holds one recording per digit out
 for validation — and test on the four other speakers' 2,000 recordings and on the speaker's
 own remaining ones. Each feature named is tried with the same network and settings, so the
 rows differ only in what the network hears.

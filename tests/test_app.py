@@ -318,7 +318,7 @@ def test_unusable_uploaded_model_gets_an_error_naming_it(
     (message,) = errors(app)
     assert message.startswith("`broken.safetensors`: cannot be used as a model")
     if case == "plugin":
-        assert "it needs a plugin that is not installed here" in message and "unknown cell 'quantum-lstm'" in message
+        assert "it needs a plugin that is not installed here" in message and r"unknown cell 'quantum\-lstm'" in message  # shown as text: Markdown escaped
     else:  # plain words first; what the reader found, in the details
         assert message.endswith("it is not an audioseq model file (.safetensors), or it is damaged")
         assert app.sidebar.expander[0].label == "Details"
@@ -339,6 +339,54 @@ def test_labels_from_a_model_file_are_shown_as_text_not_markdown(monkeypatch: py
     caption = next(c.value for c in at.sidebar.caption if "labels:" in c.value)
     assert caption.endswith(r"labels: seven, \!\[seen\]\(http\://example\.invalid/tracker\.png\)")
     assert any(odd not in i.value and "seven" in i.value for i in at.info)
+
+
+def test_names_from_an_unusable_model_file_are_shown_as_text_not_markdown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from conftest import tiny_classifier
+
+    from audioseq.modelfile import read_tensors, write_tensors
+
+    models = tmp_path / "models"
+    models.mkdir()
+    odd = "![seen](http://example.invalid/tracker.png)"
+    path = models / "odd.safetensors"
+    tiny_classifier().save(path)
+    tensors, document = read_tensors(path)
+    document["network"]["cell"] = odd  # no plugin gives it: the model cannot be loaded, and the error names it
+    write_tensors(path, tensors, document)
+    at = start_app(monkeypatch, models)
+    at.sidebar.selectbox(key="keep.model").set_value("odd.safetensors (models folder)").run()
+    shown = [e.value for e in at.sidebar.error]
+    assert shown and all(odd not in text for text in shown)
+    assert any(r"\!\[seen\]\(http\://example\.invalid/tracker\.png\)" in text for text in shown)
+
+
+def test_classify_judges_silence_by_the_chosen_model_s_level(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import dataclasses
+
+    from audioseq.classifier import Classifier
+    from audioseq.preprocess import Preprocess
+    from conftest import tiny_classifier
+
+    models = tmp_path / "models"
+    models.mkdir()
+    tiny = tiny_classifier()
+    spec = dataclasses.replace(tiny.spec, preprocess=Preprocess(silence_dbfs=None))  # trained to take any level
+    Classifier(spec, tiny.model).save(models / "any-level.safetensors")
+    t = np.arange(4000) / 8000
+    whisper = wav_bytes(10 ** (-70 / 20) * np.sin(2 * np.pi * 440 * t), 8000)  # peak -70 dBFS
+    stereo = io.BytesIO()  # opposite offsets in the two channels: silence once mixed down, as the model hears it
+    sf.write(stereo, np.stack([np.full(4000, 0.3), np.full(4000, -0.3)], axis=1).astype(np.float32), 8000,
+             format="WAV", subtype="FLOAT")
+    at = start_app(monkeypatch, models)
+    upload(at, "classify.upload", {"whisper.wav": whisper, "offsets.wav": stereo.getvalue()})
+    assert errors(at) == [f"`{name}`: the clip is silent (its loudest sample is below -60 dBFS)"
+                          for name in ("whisper.wav", "offsets.wav")]  # the ready model refuses both
+    at.sidebar.selectbox(key="keep.model").set_value(at.sidebar.selectbox(key="keep.model").options[-1]).run()
+    upload(at, "classify.upload", {"whisper.wav": whisper})
+    assert not errors(at) and metric(at, "Prediction") in tiny.labels
 
 
 def test_charts_name_every_class_and_keep_the_legend_beside_the_plot(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -761,8 +809,14 @@ def test_app_command_runs_streamlit_from_the_repository_root(monkeypatch: pytest
     assert result.exit_code == 0, result.output
     ((command, cwd),) = FakeServer.started
     assert command[1:4] == ["-m", "streamlit", "run"] and Path(command[4]) == APP
-    assert command[5:] == ["--server.port", "8999", "--server.headless", "true", "--", "--models", str(tmp_path)]
+    # This machine only, unless asked: other machines could train models here.
+    assert command[5:] == ["--server.port", "8999", "--server.address", "localhost", "--server.headless", "true",
+                           "--", "--models", str(tmp_path)]
     assert (cwd / ".streamlit" / "config.toml").is_file()
+    FakeServer.started.clear()
+    assert CliRunner().invoke(audioseq_cli, ["app", "--address", "0.0.0.0"]).exit_code == 0
+    ((command, _),) = FakeServer.started
+    assert command[command.index("--server.address") + 1] == "0.0.0.0"
 
 
 def test_app_command_explains_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -316,6 +316,40 @@ def test_sigterm_stops_predict_and_its_decoding_workers(tiny_model_file: Path, t
     assert not (tmp_path / "out.csv").exists()  # a run that was stopped writes no partial result
 
 
+def test_a_reader_that_stops_early_ends_predict_quietly(tiny_model_file: Path, tmp_path: Path) -> None:
+    wave = sweep(0.2, 8000)
+    for i in range(1500):  # rows well beyond a pipe's buffer
+        write_wav(tmp_path / "clips" / f"{i:04d}.wav", wave, 8000)
+    proc = subprocess.Popen(entry_point() + ["predict", str(tiny_model_file), str(tmp_path / "clips"), "--format",
+                                             "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"source,label")  # as `| head -1` does
+    proc.stdout.close()
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 1 and "Error" not in stderr and "Traceback" not in stderr, stderr[-2000:]
+
+
+def test_python_m_audioseq_is_the_command_and_completion_sees_the_lazy_names() -> None:
+    proc = subprocess.run([sys.executable, "-m", "audioseq", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "predict" in proc.stdout
+    assert {"load", "train", "Classifier", "list_cells"} <= set(dir(audioseq))
+
+
+def test_the_table_lines_up_when_every_source_is_short(
+    tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_wav(tmp_path / "a.wav", sweep(0.5, 8000), 8000)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), "a.wav"])
+    header, row = result.stdout.splitlines()[:2]
+    assert header.startswith("source  label")
+    assert row.startswith("a.wav ") and row[header.index("label"):].split()[0] in ("a", "b", "c")
+
+
+def test_the_plugins_listing_shows_markdown_code_not_rest() -> None:
+    listing = CliRunner().invoke(click_group, ["plugins"]).output
+    assert "manifest" in listing and "``" not in listing
+
+
 def test_output_dash_is_stdout_and_a_device_is_written_not_replaced(tiny_model_file: Path, good_wavs: list[Path]) -> None:
     dash = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(good_wavs[0]), "--format", "jsonl",
                                             "--output", "-"])
@@ -371,6 +405,22 @@ def test_a_predict_run_that_fails_leaves_the_old_output_whole(
     assert proc.returncode == 1 and "1 of 2 input(s) failed" in proc.stderr
     assert out.read_text().startswith("source,label,confidence")  # the whole result replaced the old file
     assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def test_predict_output_through_a_link_writes_the_file_and_keeps_its_mode(
+    tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path
+) -> None:
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "predictions.csv"
+    real.write_text("yesterday's predictions\n")
+    real.chmod(0o600)
+    link = tmp_path / "predictions.csv"
+    link.symlink_to(real)
+    result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(good_wavs[0]), "--format", "csv",
+                                              "--output", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and real.read_text().startswith("source,label,confidence")
+    assert oct(real.stat().st_mode & 0o777) == oct(0o600)
 
 
 def _umask() -> int:
@@ -815,6 +865,29 @@ def test_training_warnings_are_one_line_and_resume_says_what_it_found(tmp_path: 
         in proc.stderr
     assert "UserWarning" not in proc.stderr and ".py:" not in proc.stderr
     assert (tmp_path / "model.v1.metrics.json").is_file() and not (tmp_path / "model.metrics.json").exists()
+
+
+def test_metrics_file_is_strict_json_when_no_validation_clip_can_be_read(tmp_path: Path) -> None:
+    rows = ["path,label,split"]
+    t = np.arange(2400) / 8000
+    for label, freq in (("a", 300.0), ("b", 900.0)):
+        for i in range(4):
+            write_wav(tmp_path / f"{label}{i}.wav", 0.5 * np.sin(2 * np.pi * freq * (1 + 0.05 * i) * t), 8000)
+            rows.append(f"{label}{i}.wav,{label},train")
+        write_wav(tmp_path / f"{label}v.wav", np.zeros(2400), 8000)  # silent: no validation clip is readable
+        rows.append(f"{label}v.wav,{label},valid")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "m.safetensors"
+    proc = run_cli("train", "--dataset", "manifest", "--data", tmp_path / "m.csv", "--out", out, "--epochs", "1",
+                   "--hidden", "4", "--layers", "1", "--no-augment")
+    assert proc.returncode == 0, proc.stderr
+    assert "validation accuracy unknown (no validation clip could be read)" in proc.stdout
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"{token} is not JSON")
+
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["history"][0]["valid_accuracy"] is None
 
 
 def test_train_defaults_are_the_engine_defaults() -> None:

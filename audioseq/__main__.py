@@ -1,0 +1,5 @@
+"""``python -m audioseq``: the same as the ``audioseq`` command."""
+
+from .cli import main
+
+main()
