@@ -330,6 +330,8 @@ class Classifier:
     ) -> Iterator[Prediction]:
         """Like :meth:`predict`, yielding predictions in input order as they are ready.
 
+        ``names``: what each input is called in its prediction's ``source`` and error messages
+        (default: the path, or ``<waveform>``), one per input, for a list or a stream alike.
         Its arguments are checked when it is called, before the first prediction is asked for."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ParameterError(f"batch_size must be an integer ≥ 1, got {batch_size!r}")
@@ -348,7 +350,7 @@ class Classifier:
         else:  # a stream: decode it window by window instead of reading it all first
             window = batch_size * 8
             workers = default_workers(window) if num_workers is None else num_workers
-            items = self._stream_items(iter(inputs), window, num_workers)
+            items = self._stream_items(iter(inputs), window, workers, names)
             many = False  # its length is unknown
         pending: dict[int, Prediction] = {}
         next_index = 0
@@ -373,10 +375,13 @@ class Classifier:
                     yield pending.pop(next_index)
                     next_index += 1
 
-    def _stream_items(self, inputs: Iterator[Any], window: int, num_workers: int | None) -> Iterator[Item]:
+    def _stream_items(
+        self, inputs: Iterator[Any], window: int, num_workers: int, names: Sequence[str] | None
+    ) -> Iterator[Item]:
         offset = 0
         while chunk := list(itertools.islice(inputs, window)):
-            for item in iter_items(chunk, self.frontend, num_workers=num_workers):
+            named = None if names is None else names[offset : offset + len(chunk)]  # each input keeps its name
+            for item in iter_items(chunk, self.frontend, num_workers=num_workers, names=named):
                 item.index += offset
                 yield item
             offset += len(chunk)

@@ -264,6 +264,15 @@ def test_one_clip_given_alone_is_one_row(kind: str, good_wavs: list[Path]) -> No
             assert_valid_prediction(rows[0], clf.labels)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_names_stay_with_their_inputs_in_a_list_and_in_a_stream(stream: bool) -> None:
+    clips = [(sweep(0.3 + 0.1 * i, 8000, seed=i), 8000) for i in range(5)] + [None]
+    names = [f"take {i}" for i in range(6)]
+    rows = list(tiny_classifier().predict_iter((c for c in clips) if stream else clips, batch_size=2, names=names))
+    assert [r.source for r in rows] == names
+    assert rows[-1].error_type == "UnsupportedInputError" and all(r.error is None for r in rows[:-1])
+
+
 def test_inputs_that_are_neither_a_clip_nor_iterable_are_refused_at_the_call() -> None:
     with pytest.raises(TypeError, match="inputs must be a clip or an iterable of clips, got int"):
         tiny_classifier().predict_iter(5)
