@@ -237,15 +237,17 @@ def test_coprime_rates_resample_through_a_small_kernel() -> None:
     assert _peak_hz(clip, 16000) == pytest.approx(1000, abs=2)
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])  # read directly, and by libsndfile
 def test_a_decoder_running_out_of_memory_is_a_too_long_clip(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    subtype: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def out_of_memory(*args: object, **kwargs: object) -> None:
         raise MemoryError
 
     path = tmp_path / "a.wav"
-    path.write_bytes(wav_bytes(bytes(100)))
+    sf.write(path, np.linspace(-0.5, 0.5, 800), 16000, subtype=subtype)
     monkeypatch.setattr(audio.sf, "read", out_of_memory)
+    monkeypatch.setattr(audio, "_read_pcm16", out_of_memory)
     with pytest.raises(AudioTooLongError, match="memory"):
         read_audio(path, 16000)
 
@@ -383,3 +385,46 @@ def test_any_written_wav_reads_as_finite_mono_at_the_target_rate(
     assert clip.dtype == torch.float32 and clip.ndim == 1
     assert abs(clip.shape[0] - round(frames * target / orig)) <= 1
     assert torch.isfinite(clip).all()
+
+
+# --- plain 16-bit WAV: read directly, exactly as libsndfile reads it -------------------------------
+
+
+def _pcm16_wavs(folder: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for channels in (1, 2, 6):
+        samples = rng.integers(-32768, 32768, size=(1001, channels)).astype(np.int16)
+        samples[:4, 0] = [-32768, 32767, 0, -1]  # both ends of the range
+        plain = folder / f"plain-{channels}.wav"
+        sf.write(plain, samples, 8000, subtype="PCM_16")
+        tagged = folder / f"tagged-{channels}.wav"  # a LIST chunk after the data, as editors write
+        with sf.SoundFile(tagged, "w", 8000, channels, "PCM_16") as f:
+            f.title = "a title"
+            f.write(samples)
+        paths += [plain, tagged]
+    return paths
+
+
+def test_plain_16_bit_wavs_decode_bit_for_bit_as_libsndfile_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _pcm16_wavs(tmp_path)
+    fsdd = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
+    paths += sorted(fsdd.glob("*.wav"))[:50]  # real recordings too, where they are
+    read = audio._read_pcm16
+    taken = []
+    monkeypatch.setattr(audio, "_read_pcm16", lambda *args: taken.append(args) or read(*args))
+    for path in paths:
+        fast, rate = audio._decode_file(path, AudioLimits(), str(path))
+        expected, expected_rate = sf.read(path, dtype="float32", always_2d=True)
+        assert rate == expected_rate and fast.dtype == np.float32
+        np.testing.assert_array_equal(fast, expected)
+    assert len(taken) == len(paths)  # every one of them took the direct path
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT", "PCM_U8", "ULAW"])
+def test_other_wav_encodings_go_through_libsndfile(subtype: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "x.wav"
+    sf.write(path, np.linspace(-0.5, 0.5, 800), 8000, subtype=subtype)
+    monkeypatch.setattr(audio, "_read_pcm16", lambda *args: pytest.fail("not plain 16-bit PCM"))
+    got, _ = audio._decode_file(path, AudioLimits(), str(path))
+    np.testing.assert_array_equal(got, sf.read(path, dtype="float32", always_2d=True)[0])
