@@ -160,22 +160,15 @@ def load_plugins() -> None:
     wanted = os.environ.get("AUDIOSEQ_LOAD_PLUGINS")
     allow = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
     eps = [ep for ep in importlib.metadata.entry_points(group="audioseq") if allow is None or ep.name in allow]
-    # Two packages declaring one entry-point name: pluggy keeps one plugin per name, so the
-    # other would vanish without a word. Neither is loaded, and both are named.
-    targets: dict[str, list[str]] = {}
-    for ep in eps:
-        dist = getattr(ep, "dist", None)
-        where = f"{ep.value} ({dist.metadata['Name'] if dist is not None else 'unknown distribution'})"
-        if where not in targets.setdefault(ep.name, []):
-            targets[ep.name].append(where)
-    for name, where in targets.items():
-        if len(where) > 1 and pm.get_plugin(name) is None:
+    clashing = _declared_twice(eps)
+    for name, where in clashing.items():
+        if pm.get_plugin(name) is None:
             if _strict():
                 _state["loaded"] = False  # fail again on the next lookup, as for a plugin that fails to import
             _fail(name, PluginError(f"entry point {name!r} is declared by {' and by '.join(where)}; rename one "
                                     "of them"), "failed to load")
     for ep in eps:
-        if len(targets[ep.name]) > 1:
+        if ep.name in clashing:
             continue
         if pm.get_plugin(ep.name) is not None:
             continue
@@ -199,6 +192,18 @@ def load_plugins() -> None:
     for module_name in DEFAULT_PLUGINS:
         if pm.get_plugin(module_name) is None:
             pm.register(importlib.import_module(module_name), name=module_name)
+
+
+def _declared_twice(eps: list[importlib.metadata.EntryPoint]) -> dict[str, list[str]]:
+    """Entry-point names that two packages declare, each with what both point to. pluggy keeps one
+    plugin per name, so one of them would vanish without a word: neither is loaded, both are named."""
+    targets: dict[str, list[str]] = {}
+    for ep in eps:
+        dist = getattr(ep, "dist", None)
+        where = f"{ep.value} ({dist.metadata['Name'] if dist is not None else 'unknown distribution'})"
+        if where not in targets.setdefault(ep.name, []):
+            targets[ep.name].append(where)
+    return {name: where for name, where in targets.items() if len(where) > 1}
 
 
 def _distribution(plugin: str) -> tuple[str, str] | None:
