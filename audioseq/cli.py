@@ -9,9 +9,7 @@ import io
 import json
 import os
 import signal
-import stat
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TextIO
@@ -279,32 +277,18 @@ def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, b
 @contextlib.contextmanager
 def _output_stream(output: str | None) -> Iterator[TextIO]:
     """Where predict's rows go: stdout without --output; what is not a regular file (/dev/null, a
-    named pipe) as it is; else a temporary file beside OUTPUT, renamed over it once complete, so
-    that an existing file is replaced only by a whole result, never truncated by a run that fails."""
+    named pipe) as it is; else a file replaced only by a whole result (``atomic_writer``), never
+    truncated by a run that fails."""
+    from .modelfile import atomic_writer
+
     if not output:
         yield sys.stdout
-        return
-    if os.path.exists(output) and not os.path.isfile(output):
+    elif os.path.exists(output) and not os.path.isfile(output):
         with open(output, "w", newline="", encoding="utf-8") as stream:
             yield stream
-        return
-    target = Path(os.path.realpath(output))  # through a link, the file it names (as open() writes), not the link
-    temporary = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=target.parent,
-                                            prefix=f".{target.name}.", suffix=".tmp", delete=False)
-    try:
-        with temporary:
-            yield temporary
-        if target.is_file():  # a replaced file keeps its mode: results kept private stay private
-            mode = stat.S_IMODE(os.stat(target).st_mode)
-        else:  # as open() would have made it, not the temporary's 0600
-            umask = os.umask(0o022)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(temporary.name, mode)
-        os.replace(temporary.name, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary.name)
+    else:
+        with atomic_writer(output, "w", newline="", encoding="utf-8") as stream:
+            yield stream
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -18,7 +18,7 @@ import stat
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping, NoReturn
+from typing import IO, Any, BinaryIO, Iterator, Mapping, NoReturn
 
 from safetensors.torch import load as tensors_from_bytes  # safetensors' own format, never pickle
 from safetensors.torch import save as tensors_to_bytes
@@ -68,27 +68,40 @@ def write_tensors(
     write_atomic(where, _serialise(where, tensors, document))
 
 
-def write_atomic(path: StrPath, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file in the same folder and a rename,
-    so a reader sees either the old file or the complete new one."""
-    target = Path(os.fspath(path))
-    handle = tempfile.NamedTemporaryFile(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
-    )
+@contextlib.contextmanager
+def atomic_writer(path: StrPath, mode: str = "wb", **open_args: Any) -> Iterator[IO[Any]]:
+    """A file to write ``path`` through: a temporary file in the same folder, renamed over it when
+    the block ends without an error, so a reader sees either the old file or the complete new one
+    (an error leaves the old file as it was). A link is written through, not replaced; a replaced
+    file keeps its mode, a new one gets the usual 0644 (less the umask)."""
+    target = Path(os.path.realpath(path))
+    handle = tempfile.NamedTemporaryFile(mode, dir=target.parent, prefix=f".{target.name}.", suffix=".tmp",
+                                         delete=False, **open_args)
     try:
         with handle:
-            handle.write(payload)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        # NamedTemporaryFile creates mode 0600; keep a replaced file's mode, else the usual 0644.
-        mode = stat.S_IMODE(os.stat(target).st_mode) if target.is_file() else 0o644
-        os.chmod(handle.name, mode)
+        # NamedTemporaryFile creates mode 0600.
+        os.chmod(handle.name, stat.S_IMODE(os.stat(target).st_mode) if target.is_file() else 0o666 & ~_umask())
         os.replace(handle.name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(handle.name)
         raise
     _fsync_folder(target.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: StrPath, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through :func:`atomic_writer`."""
+    with atomic_writer(path) as handle:
+        handle.write(payload)
 
 
 def read_tensors(
