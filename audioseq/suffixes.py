@@ -21,7 +21,8 @@ def find_audio(folder: Path) -> list[Path]:
     suffix is kept (reading it is then an error to report); links to folders are not followed.
     A folder below ``folder`` that cannot be listed is kept too, so that it is reported rather than
     silently left out."""
-    return sort_files(folder)[0]
+    audio, _, unlisted = sort_files(folder)
+    return sorted(audio + [u for u in unlisted if u != folder])  # the folder itself: its caller reports it
 
 
 def has_audio(folder: Path, look_at: int = 10_000) -> bool | None:
@@ -48,11 +49,12 @@ def _files(folder: Path, unlisted: list[Path]) -> "Iterator[Path]":
                 yield top / f
 
 
-def sort_files(folder: Path) -> tuple[list[Path], list[Path]]:
-    """One walk below ``folder``: (its audio files, as :func:`find_audio` gives them; its other files),
-    hidden ones left out of both. Folders that cannot be listed are among the audio files."""
-    audio, other, unlisted = [], [], []
+def sort_files(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """One walk below ``folder``: its audio files and its other files, hidden ones left out of both,
+    and the folders that could not be listed (``folder`` itself among them when it cannot be)."""
+    audio: list[Path] = []
+    other: list[Path] = []
+    unlisted: list[Path] = []
     for path in _files(folder, unlisted):
         (audio if path.suffix.lower() in AUDIO_SUFFIXES else other).append(path)
-    unlisted = [u for u in unlisted if u != folder]  # the folder itself: its caller reports it
-    return sorted(audio + unlisted), sorted(other)
+    return sorted(audio), sorted(other), sorted(unlisted)

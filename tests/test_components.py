@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 import socket
 from pathlib import Path
@@ -221,6 +222,23 @@ def test_the_folder_dataset_reads_every_audio_suffix_and_reports_a_broken_link(t
 def _wav(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, np.zeros(800, dtype=np.float32), 8000)
+
+
+def test_the_folder_dataset_names_folders_it_cannot_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a/one.wav", "b/two.wav", "b/locked/three.wav", "c/four.wav"):
+        _wav(tmp_path / name)
+    locked = {tmp_path / "b" / "locked", tmp_path / "c"}
+    listing = os.scandir
+
+    def scandir(path: Any = ".") -> Any:  # as for folders without read permission (root would read them)
+        if Path(os.fsdecode(path)) in locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listing(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.warns(UserWarning, match=r"left out 2 folders that cannot be listed \(e.g. .*b/locked\)") as caught:
+        data = get_component("dataset", "folder").factory(str(tmp_path))
+    assert data.labels == ["a", "b"] and "label folders without audio files" not in str(caught[0].message)
 
 
 def test_the_folder_dataset_leaves_out_hidden_files_and_says_what_else_it_left_out(tmp_path: Path) -> None:

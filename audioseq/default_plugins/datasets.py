@@ -70,11 +70,12 @@ class FolderDataset:
                 if not entry.is_dir():
                     left_out["files beside the label folders"].append(str(entry))
                     continue
-                found, other = sort_files(entry)
+                found, other, unlisted = sort_files(entry)
                 items += [Example(str(f), entry.name, split, _group(pattern, f.relative_to(entry))) for f in found]
-                if not found:
+                if not found and not unlisted:
                     left_out["label folders without audio files"].append(str(entry))
                 left_out["files of other types"] += map(str, other)
+                left_out["folders that cannot be listed"] += map(str, unlisted)
         for entry in sorted(self.root.iterdir()) if split_dirs else []:
             if entry.name not in SPLITS and not hidden(Path(entry.name)):
                 left_out["entries beside train/, valid/ and test/"].append(str(entry))
