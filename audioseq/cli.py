@@ -131,8 +131,7 @@ def train(**o: Any) -> None:
     preprocess = Preprocess(**validate(dataclass_params(Preprocess), _opts(o["preprocess_opt"]), "preprocess"))
     if o["augment_opt"] and not o["augment"]:
         raise click.UsageError("--augment-opt conflicts with --no-augment")
-    if not Path(o["out"]).resolve().parent.is_dir():
-        raise click.BadParameter(f"the folder {Path(o['out']).parent} does not exist", param_hint="'--out'")
+    _need_folder_of(o["out"], "--out")
     dataset = load_dataset(o["dataset_name"], o["data_path"], _opts(o["dataset_opt"]))
     context = click.get_current_context()
     given = {name for name in o if context.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)}
@@ -248,16 +247,14 @@ def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, b
 
     if output == "-":
         output = None
-    if output and not Path(output).resolve().parent.is_dir():  # before loading and searching
-        raise click.BadParameter(f"the folder {Path(output).parent} does not exist", param_hint="'--output'")
+    if output:
+        _need_folder_of(output, "--output")  # before loading and searching
     clf = load(model, backend=backend)
     sources = expand_inputs(inputs)
     rows = clf.predict_iter(sources, batch_size=batch_size, num_workers=workers)  # checks its arguments
-    if output:
-        clobbered = [s for s in [*sources, clf.path or ""] if s and _same_file(output, s)]
-        if clobbered:
-            raise click.BadParameter(f"{output} is also an input ({clobbered[0]}): writing there would destroy it",
-                                     param_hint="'--output'")
+    if output and (clobbered := _first_same_file(output, [*sources, clf.path or ""])):
+        raise click.BadParameter(f"{output} is also an input ({clobbered}): writing there would destroy it",
+                                 param_hint="'--output'")
     failed = 0
     with _output_stream(output) as stream:
         writer = _row_writer(fmt, stream, clf.labels, max(len(s) for s in sources))
@@ -291,11 +288,26 @@ def _output_stream(output: str | None) -> Iterator[TextIO]:
             yield stream
 
 
-def _same_file(a: str, b: str) -> bool:
+def _need_folder_of(path: str, option: str) -> None:
+    """Refuse an output whose folder does not exist, before anything is loaded or run."""
+    if not Path(path).resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder {Path(path).parent} does not exist", param_hint=f"'{option}'")
+
+
+def _first_same_file(output: str, paths: Iterable[str]) -> str | None:
+    """The first of ``paths`` that is the file ``output`` names (a new output is none of them)."""
     try:
-        return os.path.samefile(a, b)
+        target = os.stat(output)
     except OSError:
-        return False
+        return None
+    for path in paths:
+        try:
+            found = os.stat(path) if path else None
+        except OSError:
+            continue
+        if found is not None and (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+            return path
+    return None
 
 
 def _row_writer(fmt: str, stream: io.TextIOBase, labels: list[str], width: int) -> Callable[[Any], None]:
@@ -419,10 +431,9 @@ def export(model: str, out: str) -> None:
     from .export import to_onnx
     from .modelfile import write_atomic
 
-    if not Path(out).resolve().parent.is_dir():
-        raise click.BadParameter(f"the folder {Path(out).parent} does not exist", param_hint="'OUT'")
+    _need_folder_of(out, "OUT")
     clf = load(model, backend="torch")
-    if clf.path and _same_file(out, clf.path):
+    if _first_same_file(out, [clf.path or ""]):
         raise click.BadParameter(f"{out} is the model itself: writing there would replace it", param_hint="'OUT'")
     document = clf.spec.to_document()
     proto = to_onnx(clf.model, {"labels": json.dumps(clf.labels), "audioseq": json.dumps(document)})

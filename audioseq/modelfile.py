@@ -165,7 +165,7 @@ def _serialise(where: str, tensors: Mapping[str, torch.Tensor], document: Mappin
         prepared[name] = tensor.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
     try:
         text = json.dumps(dict(document), allow_nan=False, sort_keys=True)
-        json.dumps(dict(document), ensure_ascii=False).encode("utf-8")  # lone surrogates: read_tensors refuses them
+        _encodable(text, document)  # read_tensors refuses what it could not show
     except (TypeError, ValueError) as exc:
         _fail(where, f"the document is not plain JSON: {exc}", exc)
     payload = tensors_to_bytes(prepared, metadata={METADATA_KEY: text})
@@ -325,9 +325,16 @@ def _strict_json(text: str) -> Any:
         raise ValueError(f"{token} is not allowed")
 
     value = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
-    if "\\u" in text:  # an escaped lone surrogate ("\\ud800") parses, but no such string can be printed or written
-        json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError, a ValueError
+    _encodable(text, value)
     return value
+
+
+def _encodable(text: str, value: Any) -> None:
+    """Raise ``UnicodeEncodeError`` (a ValueError) if ``value``, the JSON ``text`` holds, has a lone
+    surrogate: it parses from an escape ("\\ud800"), but no such string can be printed or written.
+    Only text with ``\\u`` escapes can hold one, so other text is not looked at again."""
+    if "\\u" in text:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
 def _is_count(value: Any) -> bool:

@@ -10,8 +10,25 @@ from .audio import AudioLimits
 from .model import NetworkConfig
 from .preprocess import Preprocess
 
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]{0,199}")  # PEP 508 names, versions, module names
+
+def check_label_text(labels: list[str]) -> None:
+    """Refuse labels a model file cannot hold as text to show: control characters (line breaks,
+    terminal escapes) or lone surrogates (what ``os.fsdecode`` makes of a name that is not UTF-8).
+
+    Raises:
+        ValueError: naming the first such label.
+    """
+    for label in labels:
+        if _CONTROL_CHARACTERS.search(label):
+            raise ValueError(f"labels must not hold control characters (line breaks, tabs, escapes): {label!r}")
+        try:
+            label.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"labels must be Unicode text (a name that is not UTF-8 holds lone surrogates): "
+                             f"{label!r}; rename it") from None
+
 
 FORMAT = "audioseq.model"
 FORMAT_VERSION = 1
@@ -82,8 +99,7 @@ class ModelSpec:
             raise ValueError("labels must be a non-empty list of strings")
         if len(set(labels)) != len(labels):
             raise ValueError("labels must be unique")
-        if any(CONTROL_CHARACTERS.search(label) for label in labels):
-            raise ValueError("labels must not hold control characters (line breaks, terminal escapes, ...)")
+        check_label_text(labels)
         sample_rate = doc["sample_rate"]
         if not isinstance(sample_rate, int) or not 1000 <= sample_rate <= 384000:
             raise ValueError(f"sample_rate {sample_rate!r} is not a plausible rate")

@@ -34,7 +34,7 @@ from .modelfile import read_tensors, write_tensors
 from .pipeline import Frontend, iter_items
 from .plugins import build, origin, resolved_params
 from .preprocess import Preprocess
-from .spec import CONTROL_CHARACTERS, ModelSpec
+from .spec import ModelSpec, check_label_text
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -360,15 +360,16 @@ class Trainer:
             waves = [self.train_waves[i] for i in idx]
             if cfg.augment:
                 waves = cfg.augment.waveforms(waves, self.sample_rate, g)
-            frames, lengths = self._frames([self._clean(w) for w in waves])
-            x = self.model.normalise(frames, lengths)
+            frames, frame_lengths = self._frames([self._clean(w) for w in waves])
+            x = self.model.normalise(frames, frame_lengths)
+            lengths = frame_lengths
             if cfg.augment:
                 x, lengths = cfg.augment.frames(x, lengths.cpu(), g)
                 x, lengths = x.to(self.device), lengths.to(self.device)
             logits = self.model.classify(x, lengths)
             loss = F.cross_entropy(logits, self.train_targets[idx].to(self.device), label_smoothing=cfg.label_smoothing)
             if not bool(torch.isfinite(loss)):
-                self._non_finite(frames, x, lengths, epoch, s)
+                self._non_finite(frames, frame_lengths, x, lengths, epoch, s)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_at(epoch * steps + s, steps)
             self.optimizer.zero_grad(set_to_none=True)
@@ -379,11 +380,12 @@ class Trainer:
         return sum(losses) / max(1, len(losses))
 
     @torch.no_grad()
-    def _non_finite(self, frames: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor, epoch: int, step: int) -> None:
-        """Stop a training whose loss is NaN or infinite, naming the component that made it so."""
+    def _non_finite(self, frames: torch.Tensor, frame_lengths: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor,
+                    epoch: int, step: int) -> None:
+        """Stop a training whose loss is NaN or infinite, naming the component that made it so:
+        frames (B, T, F) with their lengths as the feature gave them; x, lengths as the network read them."""
         where = f"the training loss is not finite at epoch {epoch + 1}, batch {step + 1}"
-        valid = length_mask(lengths.to(frames.device), frames.shape[1])
-        if not bool(torch.isfinite(frames[valid[:, : frames.shape[1]]]).all()):
+        if not bool(torch.isfinite(frames[length_mask(frame_lengths.to(frames.device), frames.shape[1])]).all()):
             raise PluginError(f"{where}: {origin(self.frontend.feature)} gave non-finite frames "
                               "(audioseq.testing.check_feature checks every rule of the contract)")
         outputs = self.model.encoder(x, lengths)
@@ -470,14 +472,12 @@ class Trainer:
         best_state = self.best_state
         try:
             self._load_checkpoint(path)
-        except ModelFileError:
+        except (ModelFileError, _RefusedCheckpoint):
             raise
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
             self.model.load_state_dict(model_state)
             self.optimizer.load_state_dict(optimizer_state)
             self.best_state = best_state
-            if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
-                raise  # not a checkpoint, or another run's: its own message says what to do
             raise ModelFileError(str(path), f"cannot resume from this checkpoint (damaged, edited, or written by "
                                             f"another audioseq version): {type(exc).__name__}: {exc}; remove it "
                                             "or train without --resume") from exc
@@ -485,9 +485,9 @@ class Trainer:
     def _load_checkpoint(self, path: Path) -> None:
         tensors, doc = read_tensors(path)
         if doc.get("kind") != "checkpoint":
-            raise ValueError(f"{path} is not a training checkpoint; remove it or train without --resume")
+            raise _RefusedCheckpoint(f"{path} is not a training checkpoint; remove it or train without --resume")
         if doc.get("fingerprint") != self.fingerprint:
-            raise ValueError(f"{path} was written by a training run with other {self._difference(doc)}; "
+            raise _RefusedCheckpoint(f"{path} was written by a training run with other {self._difference(doc)}; "
                              "remove it or train without --resume")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
@@ -543,15 +543,6 @@ class Trainer:
         return "data or settings"
 
 
-def _is_unicode(text: str) -> bool:
-    """False for a string holding lone surrogates, as ``os.fsdecode`` makes of bytes that are not UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _check_labels(labels: Sequence[Any], examples: Sequence[Example]) -> None:
     """Refuse labels a model file could not hold (not text, control characters, not Unicode) and
     fewer than two; warn of labels that differ only in case or spaces."""
@@ -560,11 +551,7 @@ def _check_labels(labels: Sequence[Any], examples: Sequence[Example]) -> None:
     if not_text:
         raise ValueError(f"labels must be strings (they name the classes in the model file), got "
                          f"{not_text[0]!r} ({type(not_text[0]).__name__})")
-    if unprintable := [label for label in labels if CONTROL_CHARACTERS.search(label)]:  # the model file would refuse them
-        raise ValueError(f"labels must not hold control characters (line breaks, tabs, escapes): {unprintable[0]!r}")
-    if not_unicode := [label for label in labels if not _is_unicode(label)]:  # e.g. a folder name that is not UTF-8
-        raise ValueError(f"labels must be Unicode text (a name that is not UTF-8 holds lone surrogates): "
-                         f"{not_unicode[0]!r}; rename it")
+    check_label_text(labels)  # before training, not when the model file is written
     if len(labels) < 2:
         raise ValueError(f"training needs at least 2 labels, got {labels}")
     spelled = collections.defaultdict(list)
@@ -573,6 +560,10 @@ def _check_labels(labels: Sequence[Any], examples: Sequence[Example]) -> None:
     if alike := [group for group in spelled.values() if len(group) > 1]:
         warnings.warn("labels that differ only in case or spaces are separate classes: "
                       + "; ".join(" and ".join(map(repr, group)) for group in alike), stacklevel=3)
+
+
+class _RefusedCheckpoint(ValueError):
+    """Not a checkpoint, or another run's: its message says what to do."""
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
