@@ -448,6 +448,20 @@ def _version_note(spec: ModelSpec) -> str:
     return f" ({'; '.join(notes)})" if notes else ""
 
 
+def _also_missing(spec: ModelSpec, named: str) -> list[str]:
+    """The model's components other than the ``named`` kind that no loaded plugin registers, each
+    with where the model says it came from: one error then lists every plugin to install."""
+    table = registry()
+    out = []
+    for kind, name in (("cell", spec.network.cell), ("feature", spec.feature)):
+        if kind == named or name in table[kind]:
+            continue
+        made = spec.providers.get(kind) or {}
+        source = made.get("distribution") or made.get("plugin")
+        out.append(f"{kind} {name!r}" + (f" from {source}" if source else ""))
+    return out
+
+
 def load(
     path_or_name: str | os.PathLike = "digits", device: str | torch.device = "cpu", backend: Backend = "auto"
 ) -> Classifier:
@@ -480,7 +494,8 @@ def load(
         model = SequenceClassifier(spec.network)
         classifier = Classifier(spec, model, path=name, backend=backend)
     except UnknownComponentError as exc:  # say what the model was made with, so the message can name it
-        raise UnknownComponentError(exc.kind, exc.name, exc.known, spec.providers.get(exc.kind), exc.broken) from None
+        raise UnknownComponentError(exc.kind, exc.name, exc.known, spec.providers.get(exc.kind), exc.broken,
+                                    _also_missing(spec, exc.kind)) from None
     except (ParameterError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
         raise ModelFileError(name, f"cannot build the network it describes: {exc}{_version_note(spec)}") from exc
     expected = model.state_dict()

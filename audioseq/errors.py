@@ -79,7 +79,9 @@ class UnknownComponentError(AudioseqError, KeyError):
     """A cell, feature or dataset name that no installed plugin registers."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str], provider: Mapping[str, str] | None = None,
-                 broken: Mapping[str, str] | None = None) -> None:
+                 broken: Mapping[str, str] | None = None, also: Iterable[str] = ()) -> None:
+        """``also``: the other components a model needs that are missing too, each as "kind 'name'
+        from X", so that one message lists everything to install."""
         self.kind = kind
         self.name = name
         self.known = sorted(known)
@@ -103,10 +105,13 @@ class UnknownComponentError(AudioseqError, KeyError):
         if allowed is not None:
             where += (f", or add {repr(plugin) if plugin else 'it'} to AUDIOSEQ_LOAD_PLUGINS (now {allowed!r}), "
                       "which limits the plugins loaded")
+        self.also = list(also)
+        if self.also:
+            where += f". The model also needs {'; '.join(self.also)}, not loaded either"
         super().__init__(f"unknown {kind} {name!r}; known {kind}s: {hint}. {where}.")
 
     def __reduce__(self) -> tuple:
-        return (type(self), (self.kind, self.name, self.known, self.provider, self.broken))
+        return (type(self), (self.kind, self.name, self.known, self.provider, self.broken, self.also))
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

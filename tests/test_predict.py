@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import os
+import pickle
 import re
 import tempfile
 from pathlib import Path
@@ -661,6 +662,22 @@ def test_a_component_from_a_missing_plugin_is_named(key: tuple[str, str], kind: 
         audioseq.load(path)
     assert caught.value.kind == kind and caught.value.name == f"nope-{kind}"
     assert f"'nope-{kind}'" in str(caught.value) and "plugin" in str(caught.value)
+
+
+def test_a_model_needing_two_missing_plugins_names_both(tiny_model_file: Path, tmp_path: Path) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["network"]["cell"], doc["feature"]["name"] = "nope-cell", "nope-feature"
+        doc["providers"] = {"cell": {"plugin": "nc", "distribution": "audioseq-nope-cells", "version": "1.0"},
+                            "feature": {"plugin": "nf", "distribution": "audioseq-nope-features", "version": "2.0"}}
+
+    path = _edited(tiny_model_file, tmp_path / "two.safetensors", edit)
+    with pytest.raises(UnknownComponentError) as caught:
+        audioseq.load(path)
+    message = str(caught.value)
+    assert caught.value.kind == "cell" and "install audioseq-nope-cells" in message
+    assert caught.value.also == ["feature 'nope-feature' from audioseq-nope-features"]
+    assert "The model also needs feature 'nope-feature' from audioseq-nope-features, not loaded either." in message
+    assert str(pickle.loads(pickle.dumps(caught.value))) == message  # crosses process boundaries intact
 
 
 def test_non_finite_weights_are_refused(tiny_model_file: Path, tmp_path: Path) -> None:
