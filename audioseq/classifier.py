@@ -345,13 +345,11 @@ class Classifier:
     ) -> Iterator[Prediction]:
         if isinstance(inputs, Sequence) and not isinstance(inputs, (str, tuple)):
             workers = default_workers(len(inputs)) if num_workers is None else num_workers
-            items = iter_items(inputs, self.frontend, num_workers=workers, names=names)
             many = len(inputs) > batch_size
-        else:  # a stream: decode it window by window instead of reading it all first
-            window = batch_size * 8
-            workers = default_workers(window) if num_workers is None else num_workers
-            items = self._stream_items(iter(inputs), window, workers, names)
-            many = False  # its length is unknown
+        else:  # a stream, read as the decoding goes: its length is unknown
+            workers = default_workers(batch_size * 8) if num_workers is None else num_workers
+            many = False
+        items = iter_items(inputs, self.frontend, num_workers=workers, names=names)
         pending: dict[int, Prediction] = {}
         next_index = 0
         # Overlap the network with decoding only when decoding runs here: worker processes
@@ -374,17 +372,6 @@ class Classifier:
                 while next_index in pending:
                     yield pending.pop(next_index)
                     next_index += 1
-
-    def _stream_items(
-        self, inputs: Iterator[Any], window: int, num_workers: int, names: Sequence[str] | None
-    ) -> Iterator[Item]:
-        offset = 0
-        while chunk := list(itertools.islice(inputs, window)):
-            named = None if names is None else names[offset : offset + len(chunk)]  # each input keeps its name
-            for item in iter_items(chunk, self.frontend, num_workers=num_workers, names=named):
-                item.index += offset
-                yield item
-            offset += len(chunk)
 
     def predict(
         self, inputs: Iterable[Any], batch_size: int = 128, num_workers: int | None = None

@@ -36,8 +36,9 @@ def test_the_batch_example_writes_one_row_per_clip_in_order_with_errors_as_rows(
     with open(tmp_path / "predictions.csv", newline="") as f:
         header, *rows = list(csv.reader(f))
     assert header == ["file", "label", "confidence", "error_type", "error"]
-    assert [row[0] for row in rows] == [str(Path("recordings") / p) for p in
-                                         ("a.wav", "b/broken.wav", "b/c/d.flac", "b/e.wav")]
+    given = [str(p) for p in Path("recordings").rglob("*") if p.suffix in {".wav", ".flac"}]  # the order it walks
+    assert sorted(given) == [str(Path("recordings") / p) for p in ("a.wav", "b/broken.wav", "b/c/d.flac", "b/e.wav")]
+    assert [row[0] for row in rows] == given
     labels = [str(d) for d in range(10)]
     for row in rows:
         if row[0].endswith("broken.wav"):

@@ -11,12 +11,13 @@ import dataclasses
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import pickle
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -277,6 +278,38 @@ def test_names_stay_with_their_inputs_in_a_list_and_in_a_stream(stream: bool) ->
 def test_inputs_that_are_neither_a_clip_nor_iterable_are_refused_at_the_call() -> None:
     with pytest.raises(TypeError, match="inputs must be a clip or an iterable of clips, got int"):
         tiny_classifier().predict_iter(5)
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="watches workers through a patched class")
+def test_a_long_stream_is_decoded_by_one_set_of_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A stream of 1,000 clips (many batches and decoding chunks) read through 2 workers: the same 2
+    processes decode all of it, started once, and the stream is read only a few chunks ahead."""
+    from audioseq.pipeline import Frontend
+
+    log = tmp_path / "pids"
+    decode = Frontend.decode
+
+    def logged(self: Frontend, source: Any, name: str) -> torch.Tensor:
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return decode(self, source, name)
+
+    monkeypatch.setattr(Frontend, "decode", logged)  # the workers are forked with it
+    clips = [(sweep(0.3 + 0.01 * (i % 7), 8000, seed=i), 8000) for i in range(1000)]
+    read = []
+
+    def stream() -> Iterator[tuple[np.ndarray, int]]:
+        for i, clip in enumerate(clips):
+            read.append(i)
+            yield clip
+
+    rows = tiny_classifier().predict_iter(stream(), batch_size=2, num_workers=2)
+    first = next(rows)
+    assert len(read) < 500  # not read whole before the first answer
+    rows = [first, *rows]
+    assert len(rows) == len(clips) and all(r.error is None for r in rows)
+    pids = set(log.read_text().split())
+    assert len(pids) == 2 and str(os.getpid()) not in pids
 
 
 def test_whole_corpus_in_worker_processes_matches_in_process(
