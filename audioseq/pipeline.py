@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import pickle
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -194,7 +195,8 @@ class ClipDataset(torch.utils.data.Dataset):
         83 µs a clip, against 102 µs decoding and preprocessing one clip after another)."""
         indices = [index for index, _, _ in jobs]
         names = [name for _, _, name in jobs]
-        waves = [_attempt(self.frontend.decode, source, name) for _, source, name in jobs]
+        waves = [source.wave if isinstance(source, _Decoded) else _attempt(self.frontend.decode, source, name)
+                 for _, source, name in jobs]
         waves = [w if isinstance(w, AudioError) else _attempt(self.frontend.finish, w, name) for w, name in zip(waves, names)]
         items = []
         for index, name, wave in zip(indices, names, waves):
@@ -254,12 +256,34 @@ def default_workers(n_inputs: int) -> int:
     return min(4, cores - 1)
 
 
-def _jobs(sources: Iterable[Any], names: Sequence[str] | None, chunk: int) -> Iterator[list[tuple[int, Any, str]]]:
+@dataclasses.dataclass
+class _Decoded:
+    """An input decoded where it was read, for a worker process it could not be sent to."""
+
+    wave: Tensor | AudioError
+
+
+def _jobs(sources: Iterable[Any], names: Sequence[str] | None, chunk: int,
+          frontend: Frontend | None) -> Iterator[list[tuple[int, Any, str]]]:
     """The inputs in chunks of ``chunk`` ``(index, source, name)`` jobs, read from ``sources`` only
-    as the loader asks for them."""
+    as the loader asks for them. With the ``frontend`` of worker processes, an input that cannot be
+    pickled to them (an open file, a pair holding a generator) is decoded here instead: in the
+    queue's thread its pickling error would be lost, and the loader would wait for it forever."""
     numbered = enumerate(sources)
     while batch := list(itertools.islice(numbered, chunk)):
-        yield [(i, source, names[i] if names is not None else source_name(source)) for i, source in batch]
+        jobs = [(i, source, names[i] if names is not None else source_name(source)) for i, source in batch]
+        yield jobs if frontend is None else [_sendable(job, frontend) for job in jobs]
+
+
+def _sendable(job: tuple[int, Any, str], frontend: Frontend) -> tuple[int, Any, str]:
+    index, source, name = job
+    if isinstance(source, (str, bytes)):
+        return job
+    try:
+        pickle.dumps(source, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - whatever stops pickling, the input is read as in-process decoding reads it
+        return index, _Decoded(_attempt(frontend.decode, source, name)), name
+    return job
 
 
 def iter_items(
@@ -278,7 +302,7 @@ def iter_items(
         num_workers = default_workers(len(sources) if isinstance(sources, Sequence) else 64)  # a stream: as for many
     loader = torch.utils.data.DataLoader(
         ClipDataset(frontend),
-        batch_sampler=_jobs(sources, names, chunk),  # type: ignore[arg-type]  # any iterable of lists will do
+        batch_sampler=_jobs(sources, names, chunk, frontend if num_workers else None),  # type: ignore[arg-type]  # any iterable of lists will do
         num_workers=num_workers,
         collate_fn=_collate,
         prefetch_factor=4 if num_workers else None,

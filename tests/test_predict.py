@@ -15,6 +15,8 @@ import multiprocessing
 import os
 import pickle
 import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -310,6 +312,34 @@ def test_a_long_stream_is_decoded_by_one_set_of_workers(monkeypatch: pytest.Monk
     assert len(rows) == len(clips) and all(r.error is None for r in rows)
     pids = set(log.read_text().split())
     assert len(pids) == 2 and str(os.getpid()) not in pids
+
+
+UNPICKLABLE = """
+import json, sys
+import numpy as np
+import audioseq
+
+if __name__ == "__main__":
+    clf = audioseq.load(sys.argv[1])
+    wave = (0.3 * np.sin(np.arange(4000) * 0.3)).astype("float32")
+    with open(sys.argv[1], "rb") as f:
+        inputs = [(wave, 8000), f, ((x for x in range(3)), 8000)] * 30
+        ways = [clf.predict(inputs, batch_size=4, num_workers=w) for w in (0, 2)]
+    print(json.dumps([[[r.label, r.error_type, r.error] for r in rows] for rows in ways]))
+"""
+
+
+def test_inputs_that_cannot_go_to_a_worker_are_rows_not_a_hang(tiny_model_file: Path) -> None:
+    """An open file, and a pair holding a generator, cannot be pickled to a decoding worker:
+    each is the same row it is when decoding runs in this process, and the rest are classified."""
+    proc = subprocess.run([sys.executable, "-c", UNPICKLABLE, str(tiny_model_file)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    in_process, in_workers = json.loads(proc.stdout)
+    assert in_workers == in_process and len(in_process) == 90
+    assert in_process[1][1:] == ["UnsupportedInputError",
+                                 "expected a path or a (waveform, sample_rate) pair, got BufferedReader"]
+    assert in_process[2][1] == "UnreadableAudioError" and in_process[0][1] is None
 
 
 def test_whole_corpus_in_worker_processes_matches_in_process(
