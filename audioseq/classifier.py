@@ -338,6 +338,8 @@ class Classifier:
         if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 0):
             raise ParameterError(f"num_workers must be an integer ≥ 0 or None, got {num_workers!r}")
         inputs = _as_inputs(inputs)  # one clip is one input, never its characters, bytes or samples
+        if names is not None and isinstance(inputs, Sequence) and len(names) != len(inputs):
+            raise ParameterError(f"names must give one name per input: {len(names)} names for {len(inputs)} inputs")
         return self._predictions(inputs, batch_size, num_workers, names)
 
     def _predictions(

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
 from .audio import AudioLimits, check_min_samples, check_not_silent, read_audio, source_name
-from .errors import AudioError, PluginError, UnreadableAudioError
+from .errors import AudioError, ParameterError, PluginError, UnreadableAudioError
 from .plugins import origin
 from .preprocess import Preprocess, pad_batch
 
@@ -271,6 +271,9 @@ def _jobs(sources: Iterable[Any], names: Sequence[str] | None, chunk: int,
     queue's thread its pickling error would be lost, and the loader would wait for it forever."""
     numbered = enumerate(sources)
     while batch := list(itertools.islice(numbered, chunk)):
+        if names is not None and batch[-1][0] >= len(names):
+            raise ParameterError(f"names must give one name per input: {len(names)} names, and input "
+                                 f"{len(names) + 1} has none")
         jobs = [(i, source, names[i] if names is not None else source_name(source)) for i, source in batch]
         yield jobs if frontend is None else [_sendable(job, frontend) for job in jobs]
 

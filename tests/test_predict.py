@@ -277,6 +277,14 @@ def test_names_stay_with_their_inputs_in_a_list_and_in_a_stream(stream: bool) ->
     assert rows[-1].error_type == "UnsupportedInputError" and all(r.error is None for r in rows[:-1])
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_names_must_give_one_name_per_input(stream: bool) -> None:
+    clips = [(sweep(0.3, 8000, seed=i), 8000) for i in range(5)]
+    inputs = (c for c in clips) if stream else clips
+    with pytest.raises(audioseq.ParameterError, match="names must give one name per input: 3 names"):
+        list(tiny_classifier().predict_iter(inputs, names=["a", "b", "c"]))
+
+
 def test_inputs_that_are_neither_a_clip_nor_iterable_are_refused_at_the_call() -> None:
     with pytest.raises(TypeError, match="inputs must be a clip or an iterable of clips, got int"):
         tiny_classifier().predict_iter(5)
