@@ -360,14 +360,15 @@ class Trainer:
             waves = [self.train_waves[i] for i in idx]
             if cfg.augment:
                 waves = cfg.augment.waveforms(waves, self.sample_rate, g)
-            frames, frame_lengths = self._frames([self._clean(w) for w in waves])
+            clean = [self._clean(w) for w in waves]
+            frames, frame_lengths = self._frames(clean)
             x = self.model.normalise(frames, frame_lengths)
             lengths = frame_lengths
             if cfg.augment:
                 x, lengths = cfg.augment.frames(x, lengths.cpu(), g)
                 x, lengths = x.to(self.device), lengths.to(self.device)
             logits = self.model.classify(x, lengths)
-            loss = F.cross_entropy(logits, self.train_targets[idx].to(self.device), label_smoothing=cfg.label_smoothing)
+            loss = self.loss(logits, self.train_targets[idx].to(self.device), clean)
             if not bool(torch.isfinite(loss)):
                 self._non_finite(frames, frame_lengths, x, lengths, epoch, s)
             for group in self.optimizer.param_groups:
@@ -378,6 +379,12 @@ class Trainer:
             self.optimizer.step()
             losses.append(float(loss.detach()))
         return sum(losses) / max(1, len(losses))
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, waves: list[torch.Tensor]) -> torch.Tensor:
+        """The training loss of one batch: logits (B, C) for the clips ``waves`` (each (N_i,), as
+        augmented and preprocessed again) of classes ``targets`` (B,). Cross-entropy with label
+        smoothing; a subclass may add to it (``benchmarks/fsdd_distill.py`` adds a teacher's)."""
+        return F.cross_entropy(logits, targets, label_smoothing=self.config.label_smoothing)
 
     @torch.no_grad()
     def _non_finite(self, frames: torch.Tensor, frame_lengths: torch.Tensor, x: torch.Tensor, lengths: torch.Tensor,

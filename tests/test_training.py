@@ -20,6 +20,7 @@ import soundfile as sf
 import torch
 
 import audioseq
+import audioseq.training
 from audioseq.dataset import Example
 from audioseq.errors import ModelFileError
 from audioseq.modelfile import read_tensors, write_tensors
@@ -153,6 +154,29 @@ def test_the_best_epoch_is_chosen_by_macro_f1_not_by_accuracy(monkeypatch: pytes
     examples = _clips(6, "a", "train") + _clips(6, "b", "train") + _clips(2, "a", "valid") + _clips(2, "b", "valid")
     result = audioseq.train(examples, _tiny_config(epochs=3, augment=None, patience=5))
     assert result.metrics["best_epoch"] == 2
+
+
+def test_the_loss_sees_each_batch_as_trained_and_a_subclass_can_add_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainer.loss gets each batch's logits, targets and clips (as augmented and preprocessed
+    again); what it returns is what is minimised."""
+    from audioseq.training import Trainer
+
+    seen: list[tuple[int, int, int, float]] = []
+
+    class Recording(Trainer):
+        def loss(self, logits: torch.Tensor, targets: torch.Tensor, waves: list[torch.Tensor]) -> torch.Tensor:
+            base = super().loss(logits, targets, waves)
+            seen.append((logits.shape[0], targets.shape[0], len(waves), float(base.detach())))
+            return base + 100.0  # a constant: the gradient, and so the weights, stay as without it
+
+    examples = _clips(6, "a", "train") + _clips(6, "b", "train") + _clips(2, "a", "valid") + _clips(2, "b", "valid")
+    plain = audioseq.train(examples, _tiny_config(epochs=2, batch_size=4))
+    monkeypatch.setattr(audioseq.training, "Trainer", Recording)
+    added = audioseq.train(examples, _tiny_config(epochs=2, batch_size=4))
+    assert [(b, t, w) for b, t, w, _ in seen] == [(4, 4, 4)] * 6  # 12 clips in batches of 4, 2 epochs
+    assert all(math.isfinite(loss) and loss > 0 for *_, loss in seen)
+    assert [row["train_loss"] for row in added.history] == pytest.approx([row["train_loss"] + 100 for row in plain.history])
+    _assert_same_tensors(plain.classifier.model.state_dict(), added.classifier.model.state_dict())
 
 
 def test_a_label_without_training_clips_is_refused() -> None:
