@@ -305,7 +305,8 @@ def iter_items(
         num_workers = default_workers(len(sources) if isinstance(sources, Sequence) else 64)  # a stream: as for many
     loader = torch.utils.data.DataLoader(
         ClipDataset(frontend),
-        batch_sampler=_jobs(sources, names, chunk, frontend if num_workers else None),  # type: ignore[arg-type]  # any iterable of lists will do
+        # Any iterable of lists will do as the batch sampler: the lists are what __getitems__ gets.
+        batch_sampler=_jobs(sources, names, chunk, frontend if num_workers else None),  # type: ignore[arg-type]
         num_workers=num_workers,
         collate_fn=_collate,
         prefetch_factor=4 if num_workers else None,
