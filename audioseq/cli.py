@@ -6,6 +6,7 @@ import contextlib
 import csv
 import functools
 import io
+import itertools
 import json
 import os
 import signal
@@ -214,20 +215,44 @@ def evaluate(model: str, dataset_name: str, data_path: str | None, split: str | 
 
 def expand_inputs(inputs: Iterable[str]) -> list[str]:
     """Files as given; folders searched recursively for audio files (sorted)."""
-    out: list[str] = []
+    return list(_expanded(inputs))
+
+
+def _expanded(inputs: Iterable[str]) -> Iterator[str]:
+    """``expand_inputs``, one input at a time."""
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = [str(p) for p in find_audio(path)]
-            out += found or [item]  # an empty folder becomes an error row, not silence
+            yield from found or [item]  # an empty folder becomes an error row, not silence
         else:
-            out.append(item)
-    return out
+            yield item
+
+
+def _listed(lines: Iterable[str]) -> Iterator[str]:
+    """The inputs a --files-from list names: one a line, blank lines skipped."""
+    for line in lines:
+        item = line.rstrip("\r\n")
+        if item.strip():
+            yield item
+
+
+def _not_the_output(sources: Iterable[str], output: str | None) -> Iterator[str]:
+    """``sources``, stopping at one that is the file ``output`` names (rows go to a temporary
+    file until the end, so the output is then left as it was)."""
+    for source in sources:
+        if output and _first_same_file(output, [source]):
+            raise click.BadParameter(f"{output} is also an input ({source}): writing there would destroy it",
+                                     param_hint="'--output'")
+        yield source
 
 
 @cli.command()
 @click.argument("model")
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
+@click.option("--files-from", type=click.File("r", encoding="utf-8", errors="surrogateescape"), default=None,
+              help="Also classify the files and folders listed in this file, one a line ('-': stdin), read as "
+                   "they are classified, so that a list of millions is never held at once.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="Write here instead of stdout ('-': stdout).")
@@ -236,37 +261,45 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 @click.option("--max-errors", type=NOT_NEGATIVE, default=0, show_default=True, help="Exit 1 when more inputs than this failed.")
 @BACKEND_OPTION
 @_friendly
-def predict(model: str, inputs: tuple[str, ...], fmt: str, output: str | None, batch_size: int,
-            workers: int | None, max_errors: int, backend: str) -> None:
+def predict(model: str, inputs: tuple[str, ...], files_from: TextIO | None, fmt: str, output: str | None,
+            batch_size: int, workers: int | None, max_errors: int, backend: str) -> None:
     """Classify files and folders (searched recursively) with MODEL (a file or a bundled name).
 
-    One row per input, in order; an input that cannot be classified is a row with its error.
-    With --output, a progress bar counts the inputs on stderr when it is a terminal.
+    One row per input, in order (INPUTS, then those --files-from lists); an input that cannot be
+    classified is a row with its error. With --output, a progress bar counts the inputs on
+    stderr when it is a terminal.
     """
     from .classifier import load
 
+    if not inputs and files_from is None:
+        raise click.UsageError("give the files or folders to classify, as INPUTS or with --files-from")
     if output == "-":
         output = None
     if output:
         _need_folder_of(output, "--output")  # before loading and searching
     clf = load(model, backend=backend)
-    sources = expand_inputs(inputs)
-    rows = clf.predict_iter(sources, batch_size=batch_size, num_workers=workers)  # checks its arguments
-    if output and (clobbered := _first_same_file(output, [*sources, clf.path or ""])):
+    given = expand_inputs(inputs)
+    if output and (clobbered := _first_same_file(output, [*given, clf.path or ""])):
         raise click.BadParameter(f"{output} is also an input ({clobbered}): writing there would destroy it",
                                  param_hint="'--output'")
-    failed = 0
+    sources: Iterable[str] = given
+    if files_from is not None:  # a stream: its length is known only at its end
+        sources = itertools.chain(given, _not_the_output(_expanded(_listed(files_from)), output))
+    rows = clf.predict_iter(sources, batch_size=batch_size, num_workers=workers)  # checks its arguments
+    failed = count = 0
     with _output_stream(output) as stream:
-        writer = _row_writer(fmt, stream, clf.labels, max(len(s) for s in sources))
+        writer = _row_writer(fmt, stream, clf.labels, max(map(len, given)) if files_from is None else 60)
         if output:  # the rows go to a file: a progress bar on stderr, shown only on a terminal
             from tqdm import tqdm
 
-            rows = tqdm(rows, total=len(sources), desc="predicting", unit="clip", disable=None)
+            rows = tqdm(rows, total=len(given) if files_from is None else None, desc="predicting", unit="clip",
+                        disable=None)
         for pred in rows:
             failed += pred.error is not None
+            count += 1
             writer(pred)
     if failed:
-        click.echo(f"{failed} of {len(sources)} input(s) failed", err=True)
+        click.echo(f"{failed} of {count} input(s) failed", err=True)
     if failed > max_errors:
         sys.exit(1)
 

@@ -386,6 +386,43 @@ def test_a_bad_predict_option_is_refused_before_the_output_is_touched(
     assert out.read_text() == "yesterday's predictions\n"
 
 
+def test_predict_reads_more_inputs_from_a_list_as_it_goes(tiny_model_file: Path, good_wavs: list[Path],
+                                                           tmp_path: Path) -> None:
+    """--files-from - : the paths on stdin, one a line, after the command line's; folders are
+    searched, blank lines skipped, a missing file is an error row."""
+    folder = tmp_path / "more"
+    for i, wav in enumerate(good_wavs[:2]):
+        (folder / f"sub{i}").mkdir(parents=True)
+        (folder / f"sub{i}" / wav.name).write_bytes(wav.read_bytes())
+    missing = tmp_path / "gone.wav"
+    listed = f"{good_wavs[1]}\n\n{folder}\r\n{missing}\n"
+    proc = subprocess.run(entry_point() + ["predict", str(tiny_model_file), str(good_wavs[0]), "--files-from", "-",
+                                           "--format", "jsonl"], input=listed, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [row["source"] for row in rows] == [str(good_wavs[0]), str(good_wavs[1]),
+                                               str(folder / "sub0" / good_wavs[0].name),
+                                               str(folder / "sub1" / good_wavs[1].name), str(missing)]
+    assert all(row["label"] is not None for row in rows[:4]) and rows[4]["error_type"] == "UnreadableAudioError"
+    assert proc.returncode == 1 and "1 of 5 input(s) failed" in proc.stderr
+
+
+def test_predict_needs_inputs_or_a_list(tiny_model_file: Path) -> None:
+    result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file)])
+    assert result.exit_code == 2 and "give the files or folders to classify, as INPUTS or with --files-from" in result.output
+
+
+def test_a_list_naming_the_output_leaves_it_whole(tiny_model_file: Path, good_wavs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "predictions.csv"
+    out.write_text("yesterday's predictions\n")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{good_wavs[0]}\n{out}\n")
+    result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), "--files-from", str(listing),
+                                              "--format", "csv", "--output", str(out)])
+    assert result.exit_code == 2 and f"{out} is also an input" in result.output
+    assert out.read_text() == "yesterday's predictions\n"
+
+
 def test_predict_refuses_to_write_over_one_of_its_inputs(tiny_model_file: Path, good_wavs: list[Path]) -> None:
     before = good_wavs[0].read_bytes()
     result = CliRunner().invoke(click_group, ["predict", str(tiny_model_file), str(good_wavs[0].parent), "--format",
