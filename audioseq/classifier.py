@@ -20,7 +20,7 @@ import torch
 from .errors import ModelFileError, NonFiniteAudioError, ParameterError, UnknownComponentError
 from .model import SequenceClassifier
 from .modelfile import read_tensors, write_tensors
-from .pipeline import Frontend, Item, default_workers, iter_batches, iter_items
+from .pipeline import Frontend, Item, iter_batches, iter_items, workers_for
 from .plugins import build, list_components, provider, registry
 from .spec import ModelSpec
 
@@ -345,12 +345,8 @@ class Classifier:
     def _predictions(
         self, inputs: Iterable[Any], batch_size: int, num_workers: int | None, names: Sequence[str] | None
     ) -> Iterator[Prediction]:
-        if isinstance(inputs, Sequence) and not isinstance(inputs, (str, tuple)):
-            workers = default_workers(len(inputs)) if num_workers is None else num_workers
-            many = len(inputs) > batch_size
-        else:  # a stream, read as the decoding goes: its length is unknown
-            workers = default_workers(batch_size * 8) if num_workers is None else num_workers
-            many = False
+        workers = workers_for(inputs) if num_workers is None else num_workers
+        many = isinstance(inputs, Sequence) and len(inputs) > batch_size  # a stream's length is unknown
         items = iter_items(inputs, self.frontend, num_workers=workers, names=names)
         pending: dict[int, Prediction] = {}
         next_index = 0
@@ -419,11 +415,16 @@ class Classifier:
         return self.model.num_parameters()
 
 
+def _components(spec: ModelSpec) -> tuple[tuple[str, str], ...]:
+    """The plugin-given components a model is built from, as (kind, name)."""
+    return ("cell", spec.network.cell), ("feature", spec.feature)
+
+
 def _version_note(spec: ModelSpec) -> str:
     """Where the components the model was made with now come from another version: said beside a
     model that no longer builds, since a changed plugin is the likely cause."""
     notes = []
-    for kind, name in (("cell", spec.network.cell), ("feature", spec.feature)):
+    for kind, name in _components(spec):
         made = spec.providers.get(kind)
         if not made:  # the file's providers are informative only: other kinds in them say nothing here
             continue
@@ -442,7 +443,7 @@ def _also_missing(spec: ModelSpec, named: str) -> list[str]:
     with where the model says it came from: one error then lists every plugin to install."""
     table = registry()
     out = []
-    for kind, name in (("cell", spec.network.cell), ("feature", spec.feature)):
+    for kind, name in _components(spec):
         if kind == named or name in table[kind]:
             continue
         made = spec.providers.get(kind) or {}

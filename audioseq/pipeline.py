@@ -289,6 +289,12 @@ def _sendable(job: tuple[int, Any, str], frontend: Frontend) -> tuple[int, Any, 
     return job
 
 
+def workers_for(sources: Iterable[Any]) -> int:
+    """:func:`default_workers` for a list of inputs, or for a stream, whose length is unknown and
+    is taken to be long."""
+    return default_workers(len(sources) if isinstance(sources, Sequence) else 64)
+
+
 def iter_items(
     sources: Iterable[Any],
     frontend: Frontend,
@@ -302,7 +308,7 @@ def iter_items(
     same workers decode it to the end. ``names``: one per input (default: its path or
     ``<waveform>``)."""
     if num_workers is None:
-        num_workers = default_workers(len(sources) if isinstance(sources, Sequence) else 64)  # a stream: as for many
+        num_workers = workers_for(sources)
     loader = torch.utils.data.DataLoader(
         ClipDataset(frontend),
         # Any iterable of lists will do as the batch sampler: the lists are what __getitems__ gets.

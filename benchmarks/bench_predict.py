@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import time
 
 import librosa
 import numpy as np
@@ -28,7 +27,7 @@ from audioseq.classifier import _NetworkRunner
 from audioseq.export import onnxruntime_available
 from audioseq.pipeline import Item, iter_batches
 
-from common import fsdd_files, model_path
+from common import fsdd_files, model_path, timed
 
 PREDICT_BATCH = inspect.signature(audioseq.Classifier.predict).parameters["batch_size"].default
 
@@ -59,16 +58,6 @@ def naive_features(y: np.ndarray, sr: int, feat: torch.nn.Module) -> np.ndarray:
     if hasattr(feat, "dct"):
         return librosa.feature.mfcc(S=log_mel, n_mfcc=feat.dim, norm="ortho").T.astype(np.float32)
     return log_mel.T.astype(np.float32)
-
-
-def timed(fn, *args, repeat: int = 3) -> tuple[float, object]:
-    """Best wall time of ``repeat`` runs (the least disturbed by the rest of the machine)."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:

@@ -12,21 +12,10 @@ Usage: python benchmarks/bench_stream.py [--clips N] [--workers 0,2]
 from __future__ import annotations
 
 import argparse
-import time
 
 import audioseq
 
-from common import fsdd_files, model_path
-
-
-def timed(fn, repeat: int = 3) -> tuple[float, list]:
-    """Best wall time of ``repeat`` runs (the least disturbed by the rest of the machine)."""
-    best, result = float("inf"), []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+from common import fsdd_files, model_path, timed
 
 
 def main() -> None:

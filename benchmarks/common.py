@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd" / "recordings"
@@ -22,3 +23,13 @@ def model_path() -> str:
     if not path.exists():
         sys.exit("the bundled digits model is missing: run scripts/train_digits.sh")
     return str(path)
+
+
+def timed(fn, *args, repeat: int = 3) -> tuple[float, object]:
+    """Best wall time of ``repeat`` runs (the least disturbed by the rest of the machine)."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn(*args)
+        best = min(best, time.perf_counter() - start)
+    return best, result
