@@ -240,11 +240,16 @@ def _listed(lines: Iterable[str]) -> Iterator[str]:
 def _not_the_output(sources: Iterable[str], output: str | None) -> Iterator[str]:
     """``sources``, stopping at one that is the file ``output`` names (rows go to a temporary
     file until the end, so the output is then left as it was)."""
+    target = _file_id(output) if output else None
     for source in sources:
-        if output and _first_same_file(output, [source]):
-            raise click.BadParameter(f"{output} is also an input ({source}): writing there would destroy it",
-                                     param_hint="'--output'")
+        if target is not None and _file_id(source) == target:
+            raise _clobbering(output, source)
         yield source
+
+
+def _clobbering(output: str | None, source: str) -> click.BadParameter:
+    return click.BadParameter(f"{output} is also an input ({source}): writing there would destroy it",
+                              param_hint="'--output'")
 
 
 @cli.command()
@@ -280,8 +285,7 @@ def predict(model: str, inputs: tuple[str, ...], files_from: TextIO | None, fmt:
     clf = load(model, backend=backend)
     given = expand_inputs(inputs)
     if output and (clobbered := _first_same_file(output, [*given, clf.path or ""])):
-        raise click.BadParameter(f"{output} is also an input ({clobbered}): writing there would destroy it",
-                                 param_hint="'--output'")
+        raise _clobbering(output, clobbered)
     sources: Iterable[str] = given
     if files_from is not None:  # a stream: its length is known only at its end
         sources = itertools.chain(given, _not_the_output(_expanded(_listed(files_from)), output))
@@ -329,18 +333,17 @@ def _need_folder_of(path: str, option: str) -> None:
 
 def _first_same_file(output: str, paths: Iterable[str]) -> str | None:
     """The first of ``paths`` that is the file ``output`` names (a new output is none of them)."""
+    target = _file_id(output)
+    return None if target is None else next((path for path in paths if _file_id(path) == target), None)
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """What makes a file itself whatever its path spells (device, inode); None if there is none."""
     try:
-        target = os.stat(output)
+        st = os.stat(path) if path else None
     except OSError:
         return None
-    for path in paths:
-        try:
-            found = os.stat(path) if path else None
-        except OSError:
-            continue
-        if found is not None and (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
-            return path
-    return None
+    return None if st is None else (st.st_dev, st.st_ino)
 
 
 def _row_writer(fmt: str, stream: io.TextIOBase, labels: list[str], width: int) -> Callable[[Any], None]:

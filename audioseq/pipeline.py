@@ -12,6 +12,7 @@ import functools
 import itertools
 import os
 import pickle
+from pathlib import PurePath
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -280,7 +281,7 @@ def _jobs(sources: Iterable[Any], names: Sequence[str] | None, chunk: int,
 
 def _sendable(job: tuple[int, Any, str], frontend: Frontend) -> tuple[int, Any, str]:
     index, source, name = job
-    if isinstance(source, (str, bytes)):
+    if isinstance(source, (str, bytes, PurePath)):  # always pickled: not worth trying
         return job
     try:
         pickle.dumps(source, protocol=pickle.HIGHEST_PROTOCOL)
