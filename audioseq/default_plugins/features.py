@@ -1,4 +1,5 @@
-"""Built-in features on torchaudio transforms: ``logmel``, ``mfcc`` and ``spectrogram``.
+"""Built-in features on torchaudio transforms: ``logmel``, ``mfcc`` and ``spectrogram``
+(and ``speech-embedding-lite``, a small network over log-mel frames: ``embedding.py``).
 
 Windows and hops are given in milliseconds so a feature means the same at any sample rate.
 Frames are taken without centre padding: frame t covers samples [t·hop, t·hop + n_fft), so a
@@ -226,3 +227,6 @@ def register_features(register) -> None:
     register("logmel", LogMel)
     register("mfcc", MFCC)
     register("spectrogram", LogSpectrogram)
+    from .embedding import SpeechEmbeddingLite  # its weights are read when a model builds it
+
+    register("speech-embedding-lite", SpeechEmbeddingLite)
