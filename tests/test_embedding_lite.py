@@ -66,6 +66,15 @@ def test_damaged_weights_raise_a_plugin_error_naming_the_file(tmp_path: Path, da
         embedding.load_weights(str(path))
 
 
+def test_the_packaged_weights_stay_the_ones_models_were_trained_on() -> None:
+    """A model file keeps only its recurrent network; the feature's weights come from the package.
+    Changing them would change every model trained on them, so a new network needs a new name."""
+    import hashlib
+
+    digest = hashlib.sha256(embedding.WEIGHTS.read_bytes()).hexdigest()
+    assert digest == "239ae6c3ba3ef4e7fc024401fc288b3de0f67aa7ccf76e9160ba64b3bd83c6b8"
+
+
 def test_the_packaged_weights_are_read(tmp_path: Path) -> None:
     copy = tmp_path / "copy.safetensors"
     shutil.copy(embedding.WEIGHTS, copy)

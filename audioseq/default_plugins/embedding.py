@@ -7,6 +7,9 @@ recognises voices a small training set lacks far better than spectrogram feature
 too slow for batch work on a CPU. This network was trained to reproduce its outputs from
 8 kHz log-mel frames, on synthetic speech only (``scripts/distil_embedding.py``): it never
 heard a recorded voice, so no dataset's speakers are built into it.
+
+Model files keep only their own network's weights and name this feature, so its weights are
+fixed (a test pins their digest): a network trained again ships under another name.
 """
 
 from __future__ import annotations
