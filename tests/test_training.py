@@ -377,12 +377,12 @@ def _checkpoint_epoch(path: Path) -> int | None:
 
 def test_an_interrupted_run_says_how_to_resume_and_its_checkpoint_is_not_taken_for_a_model(tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
-    # 100 clips a class, not the tiny 12: the run lasts seconds past its first checkpoint, so a
-    # loaded machine still interrupts it mid-way rather than after its last epoch
-    args = ["train", "--dataset", "synthetic", "--epochs", "30", "--hidden", "16", "--layers", "1",
-            "--dataset-opt", "per_class=100", "--out", str(out)]
+    args = ["train", "--dataset", "synthetic", "--epochs", "30", *TINY_TRAIN_ARGS, "--out", str(out)]
+    # Ctrl-C in a terminal: SIGINT at its default disposition, which a suite started in the
+    # background of a non-interactive shell (SIGINT ignored, and inherited) would not give
     proc = subprocess.Popen(entry_point() + [str(a) for a in args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while (_checkpoint_epoch(checkpoint_path(out)) or 0) < 1:
