@@ -174,12 +174,44 @@ def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     """
     if orig_sr == new_sr:
         return waveform
-    ratio = Fraction(new_sr, orig_sr)
-    if ratio.numerator * ratio.denominator > _MAX_KERNEL_TERMS:
-        ratio = ratio.limit_denominator(max(1, math.isqrt(int(_MAX_KERNEL_TERMS / ratio))))
+    ratio = _ratio(orig_sr, new_sr)
     if waveform.dtype == torch.float32 and waveform.device.type == "cpu":
         return _resampler(ratio.denominator, ratio.numerator)(waveform)
     return torchaudio.functional.resample(waveform, ratio.denominator, ratio.numerator)
+
+
+def _ratio(orig_sr: int, new_sr: int) -> Fraction:
+    """The ratio ``resample`` resamples at: new/orig, or the nearest with terms under about 1000."""
+    ratio = Fraction(new_sr, orig_sr)
+    if ratio.numerator * ratio.denominator > _MAX_KERNEL_TERMS:
+        ratio = ratio.limit_denominator(max(1, math.isqrt(int(_MAX_KERNEL_TERMS / ratio))))
+    return ratio
+
+
+def resampled_length(num_samples: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Samples ``resample`` gives for clips of ``num_samples`` (LongTensor, any shape)."""
+    n = torch.as_tensor(num_samples, dtype=torch.long)
+    if orig_sr == new_sr:
+        return n
+    ratio = _ratio(orig_sr, new_sr)
+    return (n * ratio.numerator + ratio.denominator - 1) // ratio.denominator
+
+
+def resample_rows(waveform: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Resample a batch of clips ``(B, N)``, each zero-padded after its end, to
+    ``(B, resampled_length(N))``, each row zeroed past its own clip's resampled end.
+
+    A row's clip is taken to end at its last non-zero sample. Resampling rings a few samples
+    past the end of a clip, into whatever zero padding follows it in a batch, and a clip alone
+    has none there; cutting every row the same way keeps a clip's samples the same in any batch.
+    """
+    if orig_sr == new_sr:
+        return waveform
+    out = resample(waveform, orig_sr, new_sr)
+    index = torch.arange(waveform.shape[-1], device=waveform.device)
+    ends = torch.where(waveform != 0, index + 1, torch.zeros_like(index)).amax(dim=-1, keepdim=True)  # (B, 1)
+    keep = torch.arange(out.shape[-1], device=out.device) < resampled_length(ends, orig_sr, new_sr)
+    return out * keep
 
 
 @functools.lru_cache(maxsize=8)

@@ -22,6 +22,8 @@ from audioseq.audio import (
     check_min_samples,
     read_audio,
     resample,
+    resample_rows,
+    resampled_length,
     source_name,
 )
 from audioseq.errors import (
@@ -235,6 +237,23 @@ def test_coprime_rates_resample_through_a_small_kernel() -> None:
     clip = resample(torch.from_numpy(_tone(1000, 1.0, 44101)), 44101, 16000)
     assert abs(len(clip) - 16000) <= 16  # within 0.1 %
     assert _peak_hz(clip, 16000) == pytest.approx(1000, abs=2)
+
+
+@pytest.mark.parametrize(("orig", "new"), [(8000, 16000), (44100, 8000), (48000, 16000), (44101, 16000), (22050, 8000)])
+def test_resampled_length_is_what_resampling_gives_and_rows_keep_their_samples_in_a_batch(orig: int, new: int) -> None:
+    """Coprime rates included, where the ratio is rounded; a clip's row of a padded batch
+    equals the clip resampled alone, cut at its own resampled end."""
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 7, orig // 10, orig // 3 + 1):
+        assert int(resampled_length(torch.tensor(n), orig, new)) == resample(torch.randn(n, generator=g), orig, new).numel()
+    short, long = torch.randn(orig // 5, generator=g), torch.randn(orig // 2, generator=g)
+    batch = torch.zeros(2, long.numel())
+    batch[0, : short.numel()], batch[1] = short, long
+    rows = resample_rows(batch, orig, new)
+    alone = resample(short, orig, new)
+    assert rows.shape == (2, int(resampled_length(torch.tensor(long.numel()), orig, new)))
+    torch.testing.assert_close(rows[0, : alone.numel()], alone, atol=1e-5, rtol=0)
+    assert not rows[0, alone.numel() :].any()
 
 
 @pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])  # read directly, and by libsndfile

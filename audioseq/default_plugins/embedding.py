@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..audio import resample
+from ..audio import resample_rows, resampled_length
 from ..errors import PluginError
 from .features import LogMel
 
@@ -115,33 +115,20 @@ class SpeechEmbeddingLite(nn.Module):
         centre = torch.arange(num_frames, dtype=torch.float64) * 8 * hop + (75 * hop + self.logmel.n_fft) / 2
         return ((centre - self.pad_samples) / RATE).float()
 
-    def _resampled_length(self, n: Tensor) -> Tensor:
-        return (n * RATE + self.sample_rate - 1) // self.sample_rate  # ceil(n · 8000 / rate), as resample gives
-
     def num_frames(self, num_samples: Tensor) -> Tensor:
         """Exact embedding count for clips of ``num_samples`` (LongTensor, any shape); 0 for an empty clip."""
         n = torch.as_tensor(num_samples, dtype=torch.long)
-        padded = self._resampled_length(n) + 2 * self.pad_samples
+        padded = resampled_length(n, self.sample_rate, RATE) + 2 * self.pad_samples
         mel = torch.div(padded - self.logmel.n_fft, self.logmel.hop_length, rounding_mode="floor") + 1
         frames = _frames_after_layers(mel.clamp(min=0))
         return torch.where(n > 0, frames, torch.zeros_like(frames))
-
-    def _to_rate(self, waveform: Tensor) -> Tensor:
-        """(B, N) → (B, ceil(N · 8000 / rate)), each row zeroed past its own clip's resampled end,
-        so that resampling's ringing into a batch's zero padding never reaches a clip's frames."""
-        if self.sample_rate == RATE:
-            return waveform
-        out = resample(waveform, self.sample_rate, RATE)
-        index = torch.arange(waveform.shape[-1], device=waveform.device)
-        ends = torch.where(waveform != 0, index + 1, torch.zeros_like(index)).amax(dim=-1, keepdim=True)  # (B, 1)
-        return out * (torch.arange(out.shape[-1], device=out.device) < self._resampled_length(ends))
 
     def forward(self, waveform: Tensor) -> Tensor:
         """Waveforms (B, N) float32 in [-1, 1] → embeddings (B, num_frames(N), 96) float32."""
         count = int(self.num_frames(torch.tensor(waveform.shape[-1])))
         if count == 0:
             return waveform.new_zeros(waveform.shape[0], 0, DIM)
-        wave = F.pad(self._to_rate(waveform.float()), (self.pad_samples, self.pad_samples))
+        wave = F.pad(resample_rows(waveform.float(), self.sample_rate, RATE), (self.pad_samples, self.pad_samples))
         x = ((self.logmel.log_mel(wave) - self.in_mean) / self.in_std).transpose(1, 2)  # (B, 32, T)
         for i, (_, pool) in enumerate(LAYERS):
             x = torch.relu_(F.conv1d(x, getattr(self, f"conv{i}_weight"), getattr(self, f"conv{i}_bias")))

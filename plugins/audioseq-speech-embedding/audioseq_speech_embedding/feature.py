@@ -5,7 +5,7 @@ training data lacks."""
 from __future__ import annotations
 
 import torch
-from audioseq.audio import resample
+from audioseq.audio import resample_rows, resampled_length
 from torch import Tensor, nn
 
 from .network import DIM, HOP, N_FFT, RATE, STRIDE, WINDOW, EmbeddingNetwork, LogMel, embedding_frames, mel_frames
@@ -66,35 +66,15 @@ class SpeechEmbedding(nn.Module):
         centre = t * STRIDE * HOP + ((WINDOW - 1) * HOP + N_FFT) / 2 - self.pad_samples
         return (centre / RATE).float()
 
-    def _resampled_length(self, n: Tensor) -> Tensor:
-        return (n * RATE + self.sample_rate - 1) // self.sample_rate  # ceil(n · 16000 / rate), as resample gives
-
     def num_frames(self, num_samples: Tensor) -> Tensor:
         """Exact embedding count for clips of ``num_samples`` (LongTensor, any shape); 0 for an empty clip."""
         n = torch.as_tensor(num_samples, dtype=torch.long)
-        frames = embedding_frames(mel_frames(self._resampled_length(n) + 2 * self.pad_samples))
+        frames = embedding_frames(mel_frames(resampled_length(n, self.sample_rate, RATE) + 2 * self.pad_samples))
         return torch.where(n > 0, frames, torch.zeros_like(frames))
-
-    def _to_16k(self, waveform: Tensor) -> Tensor:
-        """(B, N) → (B, ceil(N · 16000 / rate)), each row zeroed past its own clip's resampled end.
-
-        A row's clip is taken to end at its last non-zero sample: resampling rings a few samples
-        past the end of a clip, into whatever zero padding follows it in a batch, and a clip
-        alone has none there. Cutting every row the same way, alone or padded, keeps the frames
-        of a clip the same in any batch.
-        """
-        if self.sample_rate == RATE:
-            return waveform
-        out = resample(waveform, self.sample_rate, RATE)
-        nonzero = waveform != 0
-        index = torch.arange(waveform.shape[-1], device=waveform.device)
-        ends = torch.where(nonzero, index + 1, torch.zeros_like(index)).amax(dim=-1, keepdim=True)  # (B, 1)
-        keep = torch.arange(out.shape[-1], device=out.device) < self._resampled_length(ends)
-        return out * keep
 
     def forward(self, waveform: Tensor) -> Tensor:
         """Waveforms (B, N) float32 in [-1, 1] → embeddings (B, num_frames(N), 96) float32."""
-        wave = self._to_16k(waveform.float())
+        wave = resample_rows(waveform.float(), self.sample_rate, RATE)  # a clip's samples alike in any batch
         wave = torch.nn.functional.pad(wave, (self.pad_samples, self.pad_samples))
         count = int(self.num_frames(torch.tensor(waveform.shape[-1])))
         if count == 0:
