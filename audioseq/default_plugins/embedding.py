@@ -30,19 +30,10 @@ RATE = 8000  # the network's sample rate
 PAD_SECONDS = 0.5  # silence around every clip, as the teacher had when it taught
 N_MELS, WIN_MS, HOP_MS = 32, 32.0, 10.0
 DIM = 96
-# (kernel, then max-pool by 2) for each convolution before the 1x1 output layer: together they
-# see 76 log-mel frames and step 8, as the teacher does.
+WINDOW, STRIDE = 76, 8  # log-mel frames each output sees, and between outputs: the teacher's
+# (kernel, then max-pool by 2) for each convolution before the 1x1 output layer: unpadded, they
+# give one output per WINDOW frames, STRIDE apart.
 LAYERS = ((3, False), (3, True), (3, False), (3, True), (3, False), (3, True), (3, False), (3, False), (2, False))
-
-
-def _frames_after_layers(num_mel_frames: Tensor) -> Tensor:
-    """Outputs of the network for ``num_mel_frames`` input frames (LongTensor, any shape)."""
-    t = torch.as_tensor(num_mel_frames, dtype=torch.long)
-    for kernel, pool in LAYERS:
-        t = t - (kernel - 1)
-        if pool:
-            t = torch.div(t, 2, rounding_mode="floor")
-    return t.clamp(min=0)
 
 
 @functools.lru_cache(maxsize=2)
@@ -106,13 +97,13 @@ class SpeechEmbeddingLite(nn.Module):
     @property
     def hop_seconds(self) -> float:
         """Seconds between embeddings (0.08)."""
-        return 8 * HOP_MS / 1000
+        return STRIDE * HOP_MS / 1000
 
     def frame_seconds(self, num_frames: int) -> Tensor:
-        """Centre of each embedding's 76 frames (T,), in seconds from the clip's start; the first
-        and last lie in the silence around the clip."""
+        """Centre of each embedding's ``WINDOW`` frames (T,), in seconds from the clip's start; the
+        first and last lie in the silence around the clip."""
         hop = self.logmel.hop_length
-        centre = torch.arange(num_frames, dtype=torch.float64) * 8 * hop + (75 * hop + self.logmel.n_fft) / 2
+        centre = torch.arange(num_frames, dtype=torch.float64) * STRIDE * hop + ((WINDOW - 1) * hop + self.logmel.n_fft) / 2
         return ((centre - self.pad_samples) / RATE).float()
 
     def num_frames(self, num_samples: Tensor) -> Tensor:
@@ -120,8 +111,8 @@ class SpeechEmbeddingLite(nn.Module):
         n = torch.as_tensor(num_samples, dtype=torch.long)
         padded = resampled_length(n, self.sample_rate, RATE) + 2 * self.pad_samples
         mel = torch.div(padded - self.logmel.n_fft, self.logmel.hop_length, rounding_mode="floor") + 1
-        frames = _frames_after_layers(mel.clamp(min=0))
-        return torch.where(n > 0, frames, torch.zeros_like(frames))
+        frames = torch.div(mel - WINDOW, STRIDE, rounding_mode="floor") + 1
+        return torch.where((n > 0) & (mel >= WINDOW), frames, torch.zeros_like(frames))
 
     def forward(self, waveform: Tensor) -> Tensor:
         """Waveforms (B, N) float32 in [-1, 1] → embeddings (B, num_frames(N), 96) float32."""
