@@ -51,6 +51,61 @@ def test_a_clip_resampled_in_a_batch_gives_what_it_gives_alone(sample_rate: int)
     assert torch.allclose(together[:count], alone, atol=1e-5)
 
 
+def every_frame(feature: torch.nn.Module, waveform: torch.Tensor) -> torch.Tensor:
+    """The network over every log-mel frame of the clips in their silence, none left out."""
+    import torch.nn.functional as F
+
+    from audioseq.audio import resample_rows
+
+    wave = resample_rows(waveform, feature.sample_rate, embedding.RATE)
+    wave = F.pad(wave, (feature.pad_samples, feature.pad_samples))
+    x = ((feature.logmel.log_mel(wave) - feature.in_mean) / feature.in_std).transpose(1, 2)
+    for i, (_, pool) in enumerate(embedding.LAYERS):
+        x = torch.relu(F.conv1d(x, getattr(feature, f"conv{i}_weight"), getattr(feature, f"conv{i}_bias")))
+        x = F.max_pool1d(x, 2) if pool else x
+    x = F.conv1d(x, feature.head_weight, feature.head_bias)
+    return x.transpose(1, 2)[:, : int(feature.num_frames(torch.tensor(waveform.shape[-1])))]
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 44100])
+def test_the_silence_around_a_clip_is_computed_once_with_the_same_result(sample_rate: int) -> None:
+    """Most frames of a short clip lie in its 0.5 s of silence, where each layer's output is one
+    vector; the feature computes that vector once. Its embeddings equal those of the network
+    run over every frame, for clips of one sample to three seconds, alone and in a batch with
+    longer ones (odd and even lengths meet each pooling step both ways)."""
+    feature = make(sample_rate)
+    g = torch.Generator().manual_seed(1)
+    lengths = [1, 2, 79, 80, 81, 255, 256, 257, 1234] + [round(sample_rate * s) for s in (0.1, 0.37, 0.5, 1.0, 3.0)]
+    with torch.no_grad():
+        for n in lengths:
+            batch = 0.1 * torch.randn(3, n, generator=g)
+            batch[1, n // 2 :] = 0  # a shorter clip, padded
+            batch[2, : n // 3] = 0  # silence before a sound
+            fast, full = feature(batch), every_frame(feature, batch)
+            assert fast.shape == full.shape == (3, int(feature.num_frames(torch.tensor(n))), 96)
+            assert torch.allclose(fast, full, atol=1e-5), n
+
+
+@pytest.mark.parametrize(("lo", "hi", "length"), [(0, 9, 9), (0, 8, 8), (3, 7, 11), (4, 11, 11), (5, 10, 12), (1, 2, 7)])
+def test_a_partly_held_sequence_convolves_and_pools_as_the_whole_one(lo: int, hi: int, length: int) -> None:
+    """Held positions at either end, odd or even, and none held outside at all."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(lo * 100 + hi)
+    fill, held = torch.randn(4, generator=g), torch.randn(2, 4, hi - lo, generator=g)
+    whole = torch.cat([fill[:, None].expand(2, 4, lo), held, fill[:, None].expand(2, 4, length - hi)], dim=2)
+    part = embedding._Partial(held, lo, hi, length, fill)
+    assert torch.equal(part.dense(), whole)
+    for step in ("pool", "conv2", "pool", "conv1"):
+        if step == "pool":
+            part, whole = part.max_pool(), F.max_pool1d(whole, 2)
+        else:
+            k = int(step[-1])
+            weight, bias = torch.randn(4, 4, k, generator=g), torch.randn(4, generator=g)
+            part, whole = part.conv(weight, bias, relu=True), torch.relu(F.conv1d(whole, weight, bias))
+        assert part.dense().shape == whole.shape and torch.allclose(part.dense(), whole, atol=1e-5), step
+
+
 @pytest.mark.parametrize("damage", ["missing", "junk", "shape"])
 def test_damaged_weights_raise_a_plugin_error_naming_the_file(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "weights.safetensors"

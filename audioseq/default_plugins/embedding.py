@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +93,9 @@ class SpeechEmbeddingLite(nn.Module):
         weights = load_weights(str(WEIGHTS))
         for name, tensor in weights.items():
             self.register_buffer(name.replace(".", "_"), tensor, persistent=False)
+        with torch.no_grad():  # what the network's input is wherever the waveform is silent (32,)
+            silence = self._standardised(self.logmel.log_mel(torch.zeros(1, self.logmel.n_fft)))[0, 0]
+        self.register_buffer("silence", silence, persistent=False)
         self.min_samples = 1
 
     @property
@@ -119,11 +123,65 @@ class SpeechEmbeddingLite(nn.Module):
         count = int(self.num_frames(torch.tensor(waveform.shape[-1])))
         if count == 0:
             return waveform.new_zeros(waveform.shape[0], 0, DIM)
-        wave = F.pad(resample_rows(waveform.float(), self.sample_rate, RATE), (self.pad_samples, self.pad_samples))
-        x = ((self.logmel.log_mel(wave) - self.in_mean) / self.in_std).transpose(1, 2)  # (B, 32, T)
+        wave = resample_rows(waveform.float(), self.sample_rate, RATE)
+        hop, n_fft, pad, n = self.logmel.hop_length, self.logmel.n_fft, self.pad_samples, wave.shape[-1]
+        # Log-mel frames of the clip in its silence: [0, lo) lie wholly in the silence before,
+        # [hi, length) wholly in the silence after (or the batch's padding); each of those is one
+        # constant vector, and so is each layer's output wherever all it sees is constant.
+        length = (n + 2 * pad - n_fft) // hop + 1
+        lo = max((pad - n_fft) // hop + 1, 0)
+        hi = max(min(-(-(pad + n) // hop), length), lo + 1)
+        span = F.pad(wave, (pad - lo * hop, (hi - 1) * hop + n_fft - pad - n))  # frames [lo, hi)'s samples
+        x = self._standardised(self.logmel.log_mel(span)).transpose(1, 2)  # (B, 32, hi - lo)
+        part = _Partial(x, lo, hi, length, self.silence)
         for i, (_, pool) in enumerate(LAYERS):
-            x = torch.relu_(F.conv1d(x, getattr(self, f"conv{i}_weight"), getattr(self, f"conv{i}_bias")))
+            part = part.conv(getattr(self, f"conv{i}_weight"), getattr(self, f"conv{i}_bias"), relu=True)
             if pool:
-                x = F.max_pool1d(x, 2)
-        x = F.conv1d(x, self.head_weight, self.head_bias)  # (B, 96, T')
-        return x.transpose(1, 2)[:, :count]
+                part = part.max_pool()
+        return part.conv(self.head_weight, self.head_bias, relu=False).dense().transpose(1, 2)[:, :count]
+
+    def _standardised(self, mel: Tensor) -> Tensor:
+        return (mel - self.in_mean) / self.in_std
+
+
+class _Partial(NamedTuple):
+    """A sequence (B, C, length) of which only positions [lo, hi) are held (``x``: (B, C, hi - lo));
+    every other position is the vector ``fill`` (C,). Unpadded convolutions and pooling keep it
+    so, and compute only what is not ``fill``: for a short clip, most of the 0.5 s of silence
+    around it."""
+
+    x: Tensor
+    lo: int
+    hi: int
+    length: int
+    fill: Tensor
+
+    def _widened(self, left: int, right: int) -> Tensor:
+        b, c = self.x.shape[:2]
+        return torch.cat([self.fill[:, None].expand(b, c, left), self.x, self.fill[:, None].expand(b, c, right)], dim=2)
+
+    def conv(self, weight: Tensor, bias: Tensor, relu: bool) -> "_Partial":
+        """An unpadded convolution (``weight``: (C_out, C, k)), then ReLU when ``relu``."""
+        k = weight.shape[-1]
+        left, right = min(k - 1, self.lo), min(k - 1, self.length - self.hi)
+        x = F.conv1d(self._widened(left, right), weight, bias)
+        fill = F.conv1d(self.fill[None, :, None].expand(1, -1, k), weight, bias)[0, :, 0]
+        if relu:
+            x, fill = torch.relu_(x), torch.relu_(fill)
+        return _Partial(x, self.lo - left, self.hi + right - k + 1, self.length - k + 1, fill)
+
+    def max_pool(self) -> "_Partial":
+        """Max-pooling by 2; an odd last position is dropped."""
+        lo, hi, x = self.lo, self.hi, self.x
+        if lo % 2:
+            lo, x = lo - 1, self._widened(1, 0)
+        if hi % 2:
+            if hi < self.length:
+                hi, x = hi + 1, torch.cat([x, self.fill[:, None].expand(*x.shape[:2], 1)], dim=2)
+            else:
+                hi, x = hi - 1, x[..., :-1]
+        return _Partial(F.max_pool1d(x, 2), lo // 2, hi // 2, self.length // 2, self.fill)
+
+    def dense(self) -> Tensor:
+        """The whole sequence (B, C, length)."""
+        return self._widened(self.lo, self.length - self.hi)
