@@ -123,11 +123,11 @@ def test_damaged_weights_raise_a_plugin_error_naming_the_file(tmp_path: Path, da
 
 def test_the_packaged_weights_stay_the_ones_models_were_trained_on() -> None:
     """A model file keeps only its recurrent network; the feature's weights come from the package.
-    Changing them would change every model trained on them, so a new network needs a new name."""
+    Changing them changes every model trained on them, so it must be done on purpose."""
     import hashlib
 
     digest = hashlib.sha256(embedding.WEIGHTS.read_bytes()).hexdigest()
-    assert digest == "239ae6c3ba3ef4e7fc024401fc288b3de0f67aa7ccf76e9160ba64b3bd83c6b8"
+    assert digest == "8ecf89fc74f00edc9dfbdf2e2f96fc4c0be2a554cba4a4ad0e57ffd5f78587d4"
 
 
 def test_the_packaged_weights_are_read(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_the_packaged_weights_are_read(tmp_path: Path) -> None:
 def test_it_gives_what_its_teacher_gives_on_recorded_voices(fsdd: Path) -> None:
     """Taught on synthetic speech only, the network reproduces the speech-embedding network on
     recordings of real people: over 200 FSDD clips (every 12th, all five speakers), each of the 96 values
-    follows the teacher's with a correlation of 0.7 or more on average (0.78 for the packaged
+    follows the teacher's with a correlation of 0.75 or more on average (0.81 for the packaged
     weights; about 0 for an untrained network)."""
     teacher_plugin = pytest.importorskip("audioseq_speech_embedding", reason="needs the audioseq-speech-embedding plugin")
     teacher = teacher_plugin.SpeechEmbedding(8000, pad=0.5).eval()
@@ -156,4 +156,4 @@ def test_it_gives_what_its_teacher_gives_on_recorded_voices(fsdd: Path) -> None:
     a, b = torch.cat(mine).double(), torch.cat(theirs).double()  # (frames, 96)
     a, b = a - a.mean(0), b - b.mean(0)
     correlation = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0) + 1e-12)
-    assert float(correlation.mean()) >= 0.7, np.round(correlation.numpy(), 2)
+    assert float(correlation.mean()) >= 0.75, np.round(correlation.numpy(), 2)

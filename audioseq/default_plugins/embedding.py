@@ -8,8 +8,9 @@ too slow for batch work on a CPU. This network was trained to reproduce its outp
 8 kHz log-mel frames, on synthetic speech only (``scripts/distil_embedding.py``): it never
 heard a recorded voice, so no dataset's speakers are built into it.
 
-Model files keep only their own network's weights and name this feature, so its weights are
-fixed (a test pins their digest): a network trained again ships under another name.
+Model files keep only their own network's weights and name this feature, so changing its
+weights changes every model trained on it: a test pins their digest, so that it never
+happens unnoticed.
 """
 
 from __future__ import annotations
