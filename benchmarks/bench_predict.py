@@ -10,7 +10,7 @@ prints the network's own throughput on the batches prediction makes (frames alre
 no decoding or feature speed-up can take batch prediction past it; and the time to classify
 one clip at a time (``clf.predict(path)`` per file).
 
-Usage: python benchmarks/bench_predict.py [--clips N]
+Usage: python benchmarks/bench_predict.py [--clips N] [--model FILE_OR_NAME]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 import audioseq
 from audioseq.classifier import _NetworkRunner
+from audioseq.default_plugins.embedding import LAYERS, RATE, SpeechEmbeddingLite
 from audioseq.export import onnxruntime_available
 from audioseq.pipeline import Item, iter_batches
 
@@ -48,7 +49,19 @@ def naive_predict(clf: audioseq.Classifier, files: list[str]) -> list[str]:
 
 
 def naive_features(y: np.ndarray, sr: int, feat: torch.nn.Module) -> np.ndarray:
-    """The model's features (log-mel, or MFCC as the DCT of log-mel) computed with librosa."""
+    """The model's features (log-mel, or MFCC as the DCT of log-mel) computed with librosa; for
+    speech-embedding-lite, its network over librosa's log-mel of the clip in its silence."""
+    if isinstance(feat, SpeechEmbeddingLite):
+        y = librosa.resample(y, orig_sr=sr, target_sr=RATE) if sr != RATE else y
+        y = np.pad(y, feat.pad_samples)
+        frames = naive_features(y, RATE, feat.logmel)
+        x = (torch.from_numpy(frames) - feat.in_mean) / feat.in_std  # (T, 32)
+        with torch.no_grad():
+            x = x.T[None]
+            for i, (_, pool) in enumerate(LAYERS):
+                x = torch.relu(torch.conv1d(x, getattr(feat, f"conv{i}_weight"), getattr(feat, f"conv{i}_bias")))
+                x = torch.max_pool1d(x, 2) if pool else x
+            return torch.conv1d(x, feat.head_weight, feat.head_bias)[0].T.numpy()
     mel_fb = feat.mel.mel_scale
     mel = librosa.feature.melspectrogram(
         y=y, sr=sr, n_fft=feat.n_fft, win_length=feat.win_length, hop_length=feat.hop_length,
@@ -63,10 +76,11 @@ def naive_features(y: np.ndarray, sr: int, feat: torch.nn.Module) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=2500)
+    parser.add_argument("--model", default=None, help="a model file or name (default: the bundled digits)")
     args = parser.parse_args()
     files = fsdd_files()[: args.clips]
     backends = ["torch"] + (["onnxruntime"] if onnxruntime_available() else [])
-    classifiers = {b: audioseq.load(model_path(), backend=b) for b in backends}
+    classifiers = {b: audioseq.load(args.model or model_path(), backend=b) for b in backends}
     clf = classifiers["torch"]
     for c in classifiers.values():
         c.predict(files[:64])  # warm-up every path
