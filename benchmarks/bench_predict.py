@@ -1,8 +1,8 @@
 """Batch prediction and feature extraction throughput against a naive per-file pipeline.
 
 Both pipelines run in this process on the same clips with the same network (the bundled
-digits model). The naive one is what one writes first: librosa.load, librosa's log-mel,
-one forward pass per clip. Prints a markdown table of clips/s and the ratios.
+digits model, or the one ``--model`` names). The naive one is what one writes first:
+librosa.load, librosa's log-mel, one forward pass per clip. Prints a markdown table of clips/s and the ratios.
 
 Every time is the best of three runs. Prediction is timed with each backend that can run the
 network (torch, and onnxruntime when installed); the naive pipeline always runs torch. Also

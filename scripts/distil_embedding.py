@@ -9,11 +9,11 @@ error. The clips are synthetic speech only, so no recorded speaker is built into
 
     python scripts/synth_speech.py VOICES                      # the ten digits, 2,450 clips
     WORDS_LIST="$(python scripts/distil_embedding.py --list-words)"
-    python scripts/synth_speech.py WORDS --engines espeak-ng --per-word 8 --seed 3 \
+    python scripts/synth_speech.py WORDS --engines espeak-ng --per-word 8 --seed 3 \\
         --words "$WORDS_LIST" --labels "$(seq -s, 0 599)"     # 4,800 clips
-    python scripts/synth_speech.py FLITE_WORDS --engines flite \
+    python scripts/synth_speech.py FLITE_WORDS --engines flite \\
         --words "$WORDS_LIST" --labels "$(seq -s, 0 599)"     # 27,000 clips
-    python scripts/distil_embedding.py VOICES WORDS FLITE_WORDS \
+    python scripts/distil_embedding.py VOICES WORDS FLITE_WORDS \\
         --out audioseq/default_plugins/weights/speech-embedding-lite.safetensors
 
 The digit clips are taken as they are and in two copies changed at random (speed 0.9–1.1,
