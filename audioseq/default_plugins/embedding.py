@@ -157,9 +157,11 @@ class _Partial(NamedTuple):
     length: int
     fill: Tensor
 
-    def _widened(self, left: int, right: int) -> Tensor:
-        b, c = self.x.shape[:2]
-        return torch.cat([self.fill[:, None].expand(b, c, left), self.x, self.fill[:, None].expand(b, c, right)], dim=2)
+    def _widened(self, left: int, right: int, x: Tensor | None = None) -> Tensor:
+        """``x`` (default: the held positions) with ``left`` and ``right`` more of ``fill``."""
+        x = self.x if x is None else x
+        b, c = x.shape[:2]
+        return torch.cat([self.fill[:, None].expand(b, c, left), x, self.fill[:, None].expand(b, c, right)], dim=2)
 
     def conv(self, weight: Tensor, bias: Tensor, relu: bool) -> "_Partial":
         """An unpadded convolution (``weight``: (C_out, C, k)), then ReLU when ``relu``."""
@@ -178,7 +180,7 @@ class _Partial(NamedTuple):
             lo, x = lo - 1, self._widened(1, 0)
         if hi % 2:
             if hi < self.length:
-                hi, x = hi + 1, torch.cat([x, self.fill[:, None].expand(*x.shape[:2], 1)], dim=2)
+                hi, x = hi + 1, self._widened(0, 1, x)
             else:
                 hi, x = hi - 1, x[..., :-1]
         return _Partial(F.max_pool1d(x, 2), lo // 2, hi // 2, self.length // 2, self.fill)
