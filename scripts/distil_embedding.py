@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--copies", type=int, default=2, help="changed copies of each digit clip")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speeds", default="0.9,0.95,1.0,1.05,1.1", help="speed factors of a changed clip")
+    parser.add_argument("--noise-db", default="-60,-35", help="a changed clip's noise level range, dBFS RMS "
+                        "(the clip itself is at -20)")
     parser.add_argument("--list-words", action="store_true", help="print the word list, comma-separated")
     args = parser.parse_args()
     if args.list_words:
@@ -111,13 +114,15 @@ def main() -> None:
     teacher = SpeechEmbedding(RATE, pad=PAD_SECONDS).eval()
     logmel = LogMel(RATE, n_mels=N_MELS, win_ms=WIN_MS, hop_ms=HOP_MS, f_min=0.0)
     pad = round(PAD_SECONDS * RATE)
+    speeds = [float(v) for v in args.speeds.split(",")]
+    noise_low, noise_high = (float(v) for v in args.noise_db.split(","))
 
     def changed(wave: torch.Tensor) -> torch.Tensor:
-        speed = float(rng.choice([0.9, 0.95, 1.0, 1.05, 1.1]))
+        speed = float(rng.choice(speeds))
         if speed != 1.0:
             wave = resample(wave, round(RATE * speed), RATE)
         wave = wave * 10 ** (rng.uniform(-6, 6) / 20)
-        return wave + torch.randn(wave.shape) * 10 ** (rng.uniform(-60, -35) / 20)
+        return wave + torch.randn(wave.shape) * 10 ** (rng.uniform(noise_low, noise_high) / 20)
 
     inputs, targets = [], []
     start = time.perf_counter()
