@@ -5,8 +5,9 @@
 #
 #   scripts/train_digits.sh [RECORDINGS_DIR] [MODEL]   (defaults: ../shared/data/fsdd/recordings, digits)
 #
-# MODEL is digits (the bundled model: a GRU on MFCCs) or digits-lstm (audioseq train's default
-# network, an LSTM, so that its forget, input and output gates can be watched in the app).
+# MODEL is digits (the bundled model: a GRU on the speech-embedding-lite feature) or
+# digits-lstm (audioseq train's default network, an LSTM on MFCCs, so that its forget, input
+# and output gates can be watched in the app).
 # Needs espeak-ng and flite for the synthetic voices (scripts/fsdd_training_set.sh), which
 # join the training split only; validation and test are recordings. The recipe is the commands
 # below; with one torch thread it is deterministic for its seeds on the same machine and
@@ -16,10 +17,10 @@ cd "$(dirname "$0")/.."
 recordings="${1:-../shared/data/fsdd/recordings}"
 model="${2:-digits}"
 case "$model" in
-    digits) recipe=(--features mfcc --feature-opt n_mfcc=13 --feature-opt f_min=100
-                    --cell gru --hidden 56 --layers 2 --bidirectional --pooling attention
-                    --augment-opt freq_mask_width=2
-                    --epochs 40 --patience 10 --batch-size 32 --lr 3e-3 --seed 1) ;;
+    digits) recipe=(--features speech-embedding-lite --no-utterance-norm
+                    --cell gru --hidden 48 --layers 1 --bidirectional --pooling attention
+                    --augment-opt noise_p=0.5 --augment-opt snr_db=10,40
+                    --epochs 30 --patience 10 --batch-size 32 --lr 3e-3 --seed 0) ;;
     digits-lstm) recipe=(--seed 0) ;;  # every other setting: audioseq train's defaults
     *) echo "unknown model $model: digits or digits-lstm" >&2; exit 2 ;;
 esac

@@ -36,7 +36,8 @@ PLUGIN_DIGITS = "digits-speech-embedding"  # the speech-embedding plugin's model
 # Clips of the official FSDD test split (recording index < 5), four digits and speakers, for
 # the ready-trained digits models.
 BUNDLED_CLIPS = {"3": "3_jackson_0.wav", "6": "6_theo_2.wav", "9": "9_nicolas_1.wav", "4": "4_jackson_2.wav"}
-# What the Inside page says of the speech-embedding digits on a short clip (3_theo_0.wav).
+# What the Inside page says of the digit models on speech embeddings (`digits`,
+# `digits-speech-embedding`) on a short clip (3_theo_0.wav).
 FINER_FRAMES_NOTE = ("This model reads a frame every 80 ms, so over this clip the network unrolls into only 6 "
                      "steps. `digits-lstm` reads one every 10 ms: pick it in the sidebar to watch the "
                      "recurrence over more steps.")
@@ -494,7 +495,7 @@ def test_inside_names_a_gateless_cell_with_its_nonlinearity(app: AppTest, digits
     assert "With `last` pooling and one direction every frame reaches" in " ".join(m.value for m in app.markdown)
 
 
-@pytest.mark.parametrize("model", ["digits", PLUGIN_DIGITS])
+@pytest.mark.parametrize("model", ["digits", "digits-lstm", PLUGIN_DIGITS])
 def test_inside_points_to_finer_frames_when_a_clip_unrolls_into_few_steps(
     monkeypatch: pytest.MonkeyPatch, digits: DigitModel, fsdd: Path, model: str
 ) -> None:
@@ -503,9 +504,9 @@ def test_inside_points_to_finer_frames_when_a_clip_unrolls_into_few_steps(
     assert metric(at, "Prediction") == "3"
     notes = [i.value for i in at.info if "unrolls into" in i.value]
     padded = any(c.value.startswith("This model's feature pads the clip with silence") for c in at.caption)
-    if model == PLUGIN_DIGITS:  # 0.77 s windows every 80 ms: 6 steps over this short clip
+    if model != "digits-lstm":  # speech embeddings: 0.77 s windows every 80 ms, 6 steps over this short clip
         assert notes == [FINER_FRAMES_NOTE] and padded
-    else:  # 10 ms frames: 21 steps, all within the clip
+    else:  # MFCCs, 10 ms frames: 21 steps, all within the clip
         assert notes == [] and not padded
 
 
