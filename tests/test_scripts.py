@@ -1,10 +1,13 @@
-"""The bundled model's recipe scripts: synthetic voices and the FSDD manifest."""
+"""The bundled models' recipe scripts: synthetic voices, the FSDD manifest and the training recipe."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import importlib.util
+import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,9 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
 
 import audioseq
+import audioseq.training
 from audioseq.audio import audio_info, read_audio
+from audioseq.cli import cli
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 needs_synth = pytest.mark.skipif(
@@ -162,3 +168,37 @@ def test_fsdd_manifest_extra_clips_train_only_and_validation_is_recordings(tmp_p
     with open(grouped) as fh:
         valid = [r for r in csv.DictReader(fh) if r["split"] == "valid"]
     assert len({r["group"] for r in valid}) == 1 and len(valid) == 2 * 5  # one speaker's index 5-9
+
+
+def script_recipe(model: str) -> list[str]:
+    """The ``audioseq train`` flags ``scripts/train_digits.sh`` gives ``model``: its recipe array and
+    the sample rate every model shares."""
+    text = (SCRIPTS / "train_digits.sh").read_text()
+    found = re.search(rf"^\s*{re.escape(model)}\) recipe=\((.*?)\) ;;", text, re.MULTILINE | re.DOTALL)
+    assert found, f"no recipe for {model} in train_digits.sh"
+    shared = re.search(r"audioseq train .*?(--sample-rate \d+)", text, re.DOTALL)
+    assert shared, "train_digits.sh does not set the sample rate"
+    return shlex.split(shared.group(1)) + shlex.split(found.group(1), comments=True)
+
+
+@pytest.mark.parametrize("model", ["digits", "digits-lstm"])
+def test_the_bundled_models_were_trained_with_the_scripts_recipe(
+    model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipe ``audioseq train`` makes of the script's flags is the one the shipped file records,
+    so the script retrains the model that ships (a change to either must change both)."""
+    if model not in audioseq.bundled_models():
+        pytest.skip(f"{model} is not built")
+    made = {}
+
+    def capture(dataset: object, config: audioseq.TrainConfig, **kwargs: object) -> None:
+        made["recipe"] = config.to_dict()
+        raise SystemExit(0)
+
+    monkeypatch.setattr(audioseq.training, "train", capture)
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(cli, ["train", "--dataset", "synthetic", "--out", str(out), *script_recipe(model)])
+    assert result.exit_code == 0 and "recipe" in made, result.output
+    made = json.loads(json.dumps(made["recipe"]))  # tuples as the file's JSON holds them
+    shipped = audioseq.load(model).metrics["recipe"]
+    assert {k: made.get(k) for k in shipped} == shipped
