@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--speeds", default="0.9,0.95,1.0,1.05,1.1", help="speed factors of a changed clip")
     parser.add_argument("--noise-db", default="-60,-35", help="a changed clip's noise level range, dBFS RMS "
                         "(the clip itself is at -20)")
+    parser.add_argument("--pad-noise", type=float, default=0.0, help="share of changed clips given up to 1 s of "
+                        "quiet noise (30-50 dB below the clip) before and after")
     parser.add_argument("--list-words", action="store_true", help="print the word list, comma-separated")
     args = parser.parse_args()
     if args.list_words:
@@ -121,6 +123,10 @@ def main() -> None:
         speed = float(rng.choice(speeds))
         if speed != 1.0:
             wave = resample(wave, round(RATE * speed), RATE)
+        if args.pad_noise and rng.random() < args.pad_noise:  # draws nothing otherwise: the default repeats
+            before, after = (int(rng.uniform(0, 1) * RATE) for _ in range(2))
+            level = wave.pow(2).mean().sqrt() * 10 ** (-rng.uniform(30, 50) / 20)
+            wave = F.pad(wave, (before, after)) + torch.randn(before + len(wave) + after) * level
         wave = wave * 10 ** (rng.uniform(-6, 6) / 20)
         return wave + torch.randn(wave.shape) * 10 ** (rng.uniform(noise_low, noise_high) / 20)
 
