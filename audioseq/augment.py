@@ -91,9 +91,7 @@ class Augment:
             if rand[i, 0] < self.pad_p:
                 pads = (rand[i, 1:3] * self.pad_seconds * sample_rate).long()
                 level = rms * 10 ** (-(30 + 20 * float(rand[i, 3])) / 20)
-                noise = torch.randn(int(pads[0]) + w.numel() + int(pads[1]), generator=g) * level
-                noise[int(pads[0]) : int(pads[0]) + w.numel()] += w
-                w = noise
+                w = noise_padded(w, int(pads[0]), int(pads[1]), level, g)
             if rand[i, 4] < self.noise_p:
                 snr = self.snr_db[0] + (self.snr_db[1] - self.snr_db[0]) * float(rand[i, 5])
                 w = w + torch.randn(w.numel(), generator=g) * rms * 10 ** (-snr / 20)
@@ -159,6 +157,15 @@ class Augment:
             hit = (f >= start.view(B, 1)) & (f < (start + width).view(B, 1))
             keep &= ~hit.unsqueeze(1)
         return frames * keep.to(frames.device, frames.dtype)
+
+
+def noise_padded(wave: Tensor, before: int, after: int, level: float | Tensor,
+                 g: torch.Generator | None = None) -> Tensor:
+    """``wave`` (N,) with ``before`` and ``after`` samples of white noise of RMS ``level`` around it,
+    the same noise running under it: (before + N + after,). How a recording leaves a word."""
+    noise = torch.randn(before + wave.numel() + after, generator=g) * level
+    noise[before : before + wave.numel()] += wave
+    return noise
 
 
 def room_impulse(rt60: float, sample_rate: int, g: torch.Generator) -> Tensor:

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audioseq.audio import read_audio, resample
+from audioseq.augment import noise_padded
 from audioseq.default_plugins.embedding import DIM, HOP_MS, LAYERS, N_MELS, PAD_SECONDS, RATE, WIN_MS
 from audioseq.default_plugins.features import LogMel
 from audioseq.preprocess import Preprocess
@@ -126,7 +127,7 @@ def main() -> None:
         if args.pad_noise and rng.random() < args.pad_noise:  # draws nothing otherwise: the default repeats
             before, after = (int(rng.uniform(0, 1) * RATE) for _ in range(2))
             level = wave.pow(2).mean().sqrt() * 10 ** (-rng.uniform(30, 50) / 20)
-            wave = F.pad(wave, (before, after)) + torch.randn(before + len(wave) + after) * level
+            wave = noise_padded(wave, before, after, level)
         wave = wave * 10 ** (rng.uniform(-6, 6) / 20)
         return wave + torch.randn(wave.shape) * 10 ** (rng.uniform(noise_low, noise_high) / 20)
 

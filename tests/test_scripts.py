@@ -199,6 +199,6 @@ def test_the_bundled_models_were_trained_with_the_scripts_recipe(
     out = tmp_path / "m.safetensors"
     result = CliRunner().invoke(cli, ["train", "--dataset", "synthetic", "--out", str(out), *script_recipe(model)])
     assert result.exit_code == 0 and "recipe" in made, result.output
-    made = json.loads(json.dumps(made["recipe"]))  # tuples as the file's JSON holds them
+    recipe = json.loads(json.dumps(made["recipe"]))  # tuples as the file's JSON holds them
     shipped = audioseq.load(model).metrics["recipe"]
-    assert {k: made.get(k) for k in shipped} == shipped
+    assert {k: recipe.get(k) for k in shipped} == shipped
