@@ -16,13 +16,14 @@ error. The clips are synthetic speech only, so no recorded speaker is built into
     python scripts/distil_embedding.py VOICES WORDS FLITE_WORDS \\
         --out audioseq/default_plugins/weights/speech-embedding-lite.safetensors
 
-The digit clips are taken as they are and in two copies changed at random (speed 0.9–1.1,
-gain ±6 dB, faint noise), the word clips half of them changed once; each is preprocessed as
+The digit clips are taken as they are and in two copies changed at random (speed 0.8–1.2,
+gain ±6 dB, faint noise, and for half of them up to 1 s of quiet noise before and after), the
+word clips half of them changed once; each is preprocessed as
 models preprocess by default (trimmed, −20 dBFS RMS) and given 0.5 s of silence on each side
 as the feature gives it. The word list is the 600 most frequent words of 3 to 10 letters in the
 licence texts every Debian system holds (``/usr/share/common-licenses``), the digit words
 left out; flite says each in its five voices at three speeds and three pitches (39,150 clips
-in all). One torch thread: about 25 minutes on one core.
+in all). One torch thread: about 35 minutes on one core.
 """
 
 from __future__ import annotations
@@ -95,10 +96,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--copies", type=int, default=2, help="changed copies of each digit clip")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--speeds", default="0.9,0.95,1.0,1.05,1.1", help="speed factors of a changed clip")
+    parser.add_argument("--speeds", default="0.8,0.85,0.9,0.95,1.0,1.05,1.1,1.15,1.2", help="speed factors of a changed clip")
     parser.add_argument("--noise-db", default="-60,-35", help="a changed clip's noise level range, dBFS RMS "
                         "(the clip itself is at -20)")
-    parser.add_argument("--pad-noise", type=float, default=0.0, help="share of changed clips given up to 1 s of "
+    parser.add_argument("--pad-noise", type=float, default=0.5, help="share of changed clips given up to 1 s of "
                         "quiet noise (30-50 dB below the clip) before and after")
     parser.add_argument("--list-words", action="store_true", help="print the word list, comma-separated")
     args = parser.parse_args()
@@ -124,7 +125,7 @@ def main() -> None:
         speed = float(rng.choice(speeds))
         if speed != 1.0:
             wave = resample(wave, round(RATE * speed), RATE)
-        if args.pad_noise and rng.random() < args.pad_noise:  # draws nothing otherwise: the default repeats
+        if args.pad_noise and rng.random() < args.pad_noise:  # 0 draws nothing, as earlier weights were made
             before, after = (int(rng.uniform(0, 1) * RATE) for _ in range(2))
             level = wave.pow(2).mean().sqrt() * 10 ** (-rng.uniform(30, 50) / 20)
             wave = noise_padded(wave, before, after, level)

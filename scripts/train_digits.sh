@@ -20,7 +20,7 @@ case "$model" in
     digits) recipe=(--features speech-embedding-lite --no-utterance-norm
                     --cell gru --hidden 48 --layers 1 --bidirectional --pooling attention
                     --augment-opt noise_p=0.5 --augment-opt snr_db=10,40
-                    --epochs 30 --patience 10 --batch-size 32 --lr 3e-3 --seed 0) ;;
+                    --epochs 45 --patience 15 --batch-size 32 --lr 3e-3 --seed 0) ;;
     digits-lstm) recipe=(--seed 0) ;;  # every other setting: audioseq train's defaults
     *) echo "unknown model $model: digits or digits-lstm" >&2; exit 2 ;;
 esac

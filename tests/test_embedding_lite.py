@@ -127,7 +127,7 @@ def test_the_packaged_weights_stay_the_ones_models_were_trained_on() -> None:
     import hashlib
 
     digest = hashlib.sha256(embedding.WEIGHTS.read_bytes()).hexdigest()
-    assert digest == "8ecf89fc74f00edc9dfbdf2e2f96fc4c0be2a554cba4a4ad0e57ffd5f78587d4"
+    assert digest == "45122704b09eecd0e18deca2509c54db930270dad17ac43137f7282f1cbdb78a"
 
 
 def test_the_packaged_weights_are_read(tmp_path: Path) -> None:
