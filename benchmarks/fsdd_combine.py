@@ -43,9 +43,12 @@ def main() -> None:
         test = [e for e in examples({speaker}) if e.split == "test"]
         truth = [e.label for e in test]
         views = {s: test if s == 1.0 else higher_voice(test, s) for s in speeds}
-        total, alone = 0.0, {}
+        total, alone, labels = 0.0, {}, None
         for folder in args.folders:
             clf = audioseq.load(folder / f"unseen-{speaker}.safetensors")
+            if labels not in (None, clf.labels):
+                raise SystemExit(f"{folder}: labels {clf.labels} differ from the first model's {labels}")
+            labels = clf.labels
             for s, view in views.items():
                 scores = log_probabilities(clf, [e.audio for e in view])
                 alone[f"{folder.name} x{s:g}"] = float(np.mean([clf.labels[i] == t for i, t in zip(scores.argmax(1), truth)]))
