@@ -31,6 +31,11 @@ def log_probabilities(clf: audioseq.Classifier, inputs: list) -> np.ndarray:
     return np.log(np.array([[p.probabilities[label] for label in clf.labels] for p in preds]) + 1e-12)
 
 
+def accuracy(scores: np.ndarray, labels: list[str], truth: list[str]) -> float:
+    """Share of rows of ``scores`` (N, labels) whose highest label is the true one."""
+    return float(np.mean([labels[i] == t for i, t in zip(scores.argmax(1), truth)]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folders", nargs="+", type=Path)
@@ -51,9 +56,9 @@ def main() -> None:
             labels = clf.labels
             for s, view in views.items():
                 scores = log_probabilities(clf, [e.audio for e in view])
-                alone[f"{folder.name} x{s:g}"] = float(np.mean([clf.labels[i] == t for i, t in zip(scores.argmax(1), truth)]))
+                alone[f"{folder.name} x{s:g}"] = accuracy(scores, labels, truth)
                 total = total + scores
-        results["per_speaker"][speaker] = float(np.mean([clf.labels[i] == t for i, t in zip(total.argmax(1), truth)]))
+        results["per_speaker"][speaker] = accuracy(total, labels, truth)
         results["alone"][speaker] = alone
         print(f"{speaker}: combined {results['per_speaker'][speaker]:.4f}; alone {alone}", flush=True)
     accs = list(results["per_speaker"].values())
