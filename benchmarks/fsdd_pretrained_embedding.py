@@ -76,16 +76,22 @@ def embed_all(files: list[str], folder: str | None = None) -> list[np.ndarray]:
     return out
 
 
-def logistic_regression(train: list[np.ndarray], y_train: np.ndarray, test: list[np.ndarray], y_test: np.ndarray) -> float:
+def pooled(xs: list[np.ndarray]) -> np.ndarray:
+    """Each (T, D) embedding sequence → its mean and maximum over time: (len(xs), 2 * D)."""
+    return np.stack([np.concatenate([x.mean(0), x.max(0)]) for x in xs])
+
+
+def linear_classifier(max_iter: int = 2000):
+    """The logistic regression (on standardised inputs) that the embedding benchmarks fit."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def pooled(xs: list[np.ndarray]) -> np.ndarray:
-        return np.stack([np.concatenate([x.mean(0), x.max(0)]) for x in xs])
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=max_iter))
 
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=2000))
-    return float(model.fit(pooled(train), y_train).score(pooled(test), y_test))
+
+def logistic_regression(train: list[np.ndarray], y_train: np.ndarray, test: list[np.ndarray], y_test: np.ndarray) -> float:
+    return float(linear_classifier().fit(pooled(train), y_train).score(pooled(test), y_test))
 
 
 def recurrent(train: list[np.ndarray], y_train: np.ndarray, test: list[np.ndarray], y_test: np.ndarray,

@@ -37,7 +37,7 @@ from audioseq.audio import read_audio
 from audioseq.preprocess import Preprocess
 
 from common import fsdd_files
-from fsdd_pretrained_embedding import embed_all
+from fsdd_pretrained_embedding import embed_all, linear_classifier, pooled
 
 BAND_RATE, RATE = 8000, 16000
 WINDOW = int(1.5 * RATE)  # the word embedding's input: 1.5 s, 149 frames of 64 log-mel bands
@@ -71,19 +71,9 @@ def word_embeddings(files: list[str]) -> np.ndarray:
     return np.stack(out)
 
 
-def pooled_speech_embeddings(files: list[str]) -> np.ndarray:
-    """Each file → speech_embedding's mean and maximum over time: (len(files), 192)."""
-    return np.stack([np.concatenate([x.mean(0), x.max(0)]) for x in embed_all(files)])
-
-
 def log_probabilities(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Logistic regression fitted on rows ``train``, its log-probabilities on rows ``test``: (n_test, 10)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000))
-    return model.fit(x[train], y[train]).predict_log_proba(x[test])
+    return linear_classifier(max_iter=3000).fit(x[train], y[train]).predict_log_proba(x[test])
 
 
 def main() -> None:
@@ -98,7 +88,7 @@ def main() -> None:
     word = word_embeddings(every)
     ms_per_clip = (time.perf_counter() - start) / len(every) * 1e3
     print(f"word embedding: {ms_per_clip:.1f} ms a clip")
-    speech = pooled_speech_embeddings(every)
+    speech = pooled(embed_all(every))  # speech_embedding's mean and maximum over time: (N, 192)
     names = [os.path.basename(f).split("_") for f in files]
     digits = np.array([int(n[0]) for n in names] + [int(label) for _, label in extra])
     speakers = np.array([n[1] for n in names] + ["(extra)"] * len(extra))
