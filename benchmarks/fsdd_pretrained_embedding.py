@@ -76,6 +76,17 @@ def embed_all(files: list[str], folder: str | None = None) -> list[np.ndarray]:
     return out
 
 
+def labelled_clips(extra_train: str | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """FSDD's recordings, then the clips of the folder ``extra_train`` (``LABEL/`` folders), with
+    each one's digit and speaker (``"(extra)"`` for the added clips): paths, (N,) ints, (N,) strings."""
+    files = fsdd_files()
+    extra = audioseq.load_dataset("folder", extra_train).examples() if extra_train else []
+    names = [os.path.basename(f).split("_") for f in files]
+    digits = np.array([int(n[0]) for n in names] + [int(e.label) for e in extra])
+    speakers = np.array([n[1] for n in names] + ["(extra)"] * len(extra))
+    return files + [e.audio for e in extra], digits, speakers
+
+
 def pooled(xs: list[np.ndarray]) -> np.ndarray:
     """Each (T, D) embedding sequence → its mean and maximum over time: (len(xs), 2 * D)."""
     return np.stack([np.concatenate([x.mean(0), x.max(0)]) for x in xs])
@@ -132,15 +143,11 @@ def main() -> None:
     parser.add_argument("--models", help="a folder holding melspectrogram.onnx and embedding_model.onnx")
     parser.add_argument("--out", help="write the accuracies here as JSON")
     args = parser.parse_args()
-    files = fsdd_files()
-    extra = [(e.audio, e.label) for e in audioseq.load_dataset("folder", args.extra_train).examples()] if args.extra_train else []
+    files, digits, speakers = labelled_clips(args.extra_train)
     start = time.perf_counter()
-    embeddings = embed_all(files + [path for path, _ in extra], args.models)
+    embeddings = embed_all(files, args.models)
     seconds = time.perf_counter() - start
     print(f"embedded {len(embeddings)} clips in {seconds:.0f} s ({seconds / len(embeddings) * 1e3:.1f} ms a clip)")
-    names = [os.path.basename(f).split("_") for f in files]
-    digits = np.array([int(n[0]) for n in names] + [int(label) for _, label in extra])
-    speakers = np.array([n[1] for n in names] + ["(extra)"] * len(extra))
     results: dict[str, dict[str, float]] = {"logistic regression": {}, "GRU 1x48 bidirectional": {}}
     for speaker in sorted(set(speakers) - {"(extra)"}):
         held = speakers == speaker

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from importlib import resources
 
@@ -32,12 +31,10 @@ import numpy as np
 import torch
 import torchaudio
 
-import audioseq
 from audioseq.audio import read_audio
 from audioseq.preprocess import Preprocess
 
-from common import fsdd_files
-from fsdd_pretrained_embedding import embed_all, linear_classifier, pooled
+from fsdd_pretrained_embedding import embed_all, labelled_clips, linear_classifier, pooled
 
 BAND_RATE, RATE = 8000, 16000
 WINDOW = int(1.5 * RATE)  # the word embedding's input: 1.5 s, 149 frames of 64 log-mel bands
@@ -81,17 +78,12 @@ def main() -> None:
     parser.add_argument("--extra-train", help="a folder of LABEL/ clips added to every training set")
     parser.add_argument("--out", help="write the accuracies here as JSON")
     args = parser.parse_args()
-    files = fsdd_files()
-    extra = [(e.audio, e.label) for e in audioseq.load_dataset("folder", args.extra_train).examples()] if args.extra_train else []
-    every = files + [path for path, _ in extra]
+    every, digits, speakers = labelled_clips(args.extra_train)
     start = time.perf_counter()
     word = word_embeddings(every)
     ms_per_clip = (time.perf_counter() - start) / len(every) * 1e3
     print(f"word embedding: {ms_per_clip:.1f} ms a clip")
     speech = pooled(embed_all(every))  # speech_embedding's mean and maximum over time: (N, 192)
-    names = [os.path.basename(f).split("_") for f in files]
-    digits = np.array([int(n[0]) for n in names] + [int(label) for _, label in extra])
-    speakers = np.array([n[1] for n in names] + ["(extra)"] * len(extra))
     rows = ("word embedding", "speech_embedding", "both, log-probabilities summed")
     results: dict[str, dict[str, float]] = {row: {} for row in rows}
     confusions: dict[str, dict[str, int]] = {}
@@ -114,7 +106,7 @@ def main() -> None:
         with open(args.out, "w") as fh:
             json.dump({"word_embedding": "efficientword-net 1.0.5, resnet_50_arc (float)",
                        "word_embedding_ms_per_clip": ms_per_clip, "extra_train": args.extra_train,
-                       "extra_clips": len(extra), "accuracy": results, "confusions_both": confusions}, fh, indent=2)
+                       "extra_clips": int((speakers == "(extra)").sum()), "accuracy": results, "confusions_both": confusions}, fh, indent=2)
 
 
 if __name__ == "__main__":
